@@ -1,0 +1,738 @@
+// scheduler.cpp: workers and the coroutine switch. See scheduler.hpp for the
+// invariants.
+#include "scheduler.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+#include <csp/error.hpp>
+
+#if defined(CSP_ASAN)
+extern "C" void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom,
+                                               std::size_t size);
+extern "C" void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old,
+                                                std::size_t* size_old);
+#endif
+#if defined(CSP_TSAN)
+extern "C" void* __tsan_get_current_fiber();
+extern "C" void* __tsan_create_fiber(unsigned flags);
+extern "C" void __tsan_destroy_fiber(void* fiber);
+extern "C" void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+#endif
+
+namespace csp::detail {
+namespace {
+
+thread_local Worker* t_worker = nullptr;
+
+std::mutex g_sched_mutex;                   // guards creation and destruction of g_sched
+std::atomic<Scheduler*> g_sched{nullptr};   // the running scheduler
+std::uint64_t g_generation = 0;             // guarded by g_sched_mutex
+Config g_config;                            // guarded by g_sched_mutex
+bool g_configured = false;                  // configure() was called
+
+Config config_from_env(Config config) {
+  if (const char* w = std::getenv("CSP_WORKERS"); w && *w) config.workers = std::strtoul(w, nullptr, 10);
+  if (const char* s = std::getenv("CSP_STACK_SIZE"); s && *s) config.stack_size = std::strtoull(s, nullptr, 10);
+  if (const char* s = std::getenv("CSP_SPIN_US"); s && *s) config.spin_us = std::strtoul(s, nullptr, 10);
+  if (config.workers == 0) {
+    long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+    config.workers = n > 0 ? static_cast<unsigned>(n) : 1;
+  }
+  config.stack_size = std::max<std::size_t>((config.stack_size + 4095) / 4096 * 4096, 16 * 1024);
+  return config;
+}
+
+[[noreturn]] void stack_overflow(Task* task) {
+  std::fprintf(stderr,
+               "csp: stack overflow in process '%s' (stack %zu bytes; raise csp::Config::stack_size "
+               "or CSP_STACK_SIZE)\n",
+               task->name_.c_str(), task->stack_.size);
+  std::abort();
+}
+
+/// boost::context StackAllocator handing out pooled stacks to one task.
+struct TaskStackAllocator {
+  Task* task;
+  std::size_t size;
+  boost::context::stack_context allocate() {
+    task->stack_ = stack_pool().acquire(size);
+    boost::context::stack_context sc;
+    sc.size = task->stack_.size - kCanaryBytes;
+    sc.sp = task->stack_.top();
+    return sc;
+  }
+  void deallocate(boost::context::stack_context&) noexcept { stack_pool().release(task->stack_); }
+};
+
+void after_switch(boost::context::fiber&& from) noexcept;
+
+/// The one place a worker changes stacks. `from` null means the worker loop.
+void switch_to(Worker* w, Task* from, Task* to) noexcept {
+  w->prev_ = from;
+  w->prev_is_main_ = from == nullptr;
+  w->current_ = to;
+#if defined(CSP_ASAN)
+  __sanitizer_start_switch_fiber(from ? &from->asan_fake_stack_ : &w->main_asan_fake_stack_,
+                                 to ? static_cast<const void*>(to->stack_.bottom) : w->main_stack_bottom_,
+                                 to ? to->stack_.size : w->main_stack_size_);
+#endif
+#if defined(CSP_TSAN)
+  __tsan_switch_to_fiber(to ? to->tsan_fiber_ : w->main_tsan_fiber_, 0);
+#endif
+  boost::context::fiber& target = to ? to->ctx_ : w->main_ctx_;
+  boost::context::fiber back = std::move(target).resume();
+  after_switch(std::move(back));
+}
+
+/// Runs first on the stack just switched to: saves the continuation of the
+/// context that switched away and finishes what it was doing (parking,
+/// yielding, dying).
+void after_switch(boost::context::fiber&& from) noexcept {
+  Worker* w = current_worker();
+#if defined(CSP_ASAN)
+  {
+    const void* old_bottom = nullptr;
+    std::size_t old_size = 0;
+    Task* cur = w->current_;
+    __sanitizer_finish_switch_fiber(cur ? cur->asan_fake_stack_ : w->main_asan_fake_stack_,
+                                    &old_bottom, &old_size);
+    if (w->prev_is_main_ && w->main_stack_bottom_ == nullptr) {
+      w->main_stack_bottom_ = old_bottom;
+      w->main_stack_size_ = old_size;
+    }
+  }
+#endif
+  if (w->prev_is_main_) {
+    w->main_ctx_ = std::move(from);
+    return;
+  }
+  Task* prev = w->prev_;
+  switch (prev->switching_) {
+    case Task::Switch::die:
+      delete prev;  // its stack went back to the pool on the way here
+      return;
+    case Task::Switch::yield:
+      prev->ctx_ = std::move(from);
+      w->push(prev);
+      return;
+    case Task::Switch::park: {
+      prev->ctx_ = std::move(from);
+      std::uint32_t expected = kParking;
+      // SYNC POINT: release publishes ctx_ to the unparker's acquire in unpark().
+      if (!prev->state_.compare_exchange_strong(expected, kParked, std::memory_order_acq_rel)) {
+        // Notified while switching out: it is runnable now.
+        prev->state_.store(kRunning, std::memory_order_relaxed);
+        prev->worker_ = w;
+        w->push(prev);
+      }
+      return;
+    }
+  }
+}
+
+void run_task_body(Task* task) noexcept {
+  std::exception_ptr error = task->body_->run();
+  task->body_.reset();
+  // A process joins the processes it spawned before it counts as finished.
+  for (auto& child : task->spawned_) {
+    child->latch_.wait();
+    if (!child->joined_.exchange(true) && !error) error = child->latch_.first_error();
+  }
+  task->spawned_.clear();
+  scheduler().registry_remove(task);
+  if (task->latch_) task->latch_->arrive(error);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+Worker* current_worker() noexcept {
+  Worker* w = t_worker;
+  asm volatile("" ::: "memory");
+  return w;
+}
+
+Task* current_task() noexcept {
+  Worker* w = current_worker();
+  return w ? w->current_ : nullptr;
+}
+
+Task::~Task() {
+#if defined(CSP_TSAN)
+  if (tsan_fiber_) __tsan_destroy_fiber(tsan_fiber_);
+#endif
+}
+
+Worker::Worker(Scheduler& sched, unsigned index) : sched_(sched), index_(index) {
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epoll_fd_ < 0 || event_fd_ < 0) throw_system_error("csp: worker epoll/eventfd");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;  // null marks the wake-up eventfd
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, event_fd_, &ev);
+}
+
+Worker::~Worker() {
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
+  if (event_fd_ >= 0) ::close(event_fd_);
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+Task* Worker::pick_next() noexcept {
+  if (timer_count_.load(std::memory_order_relaxed) + fd_count_.load(std::memory_order_relaxed) != 0 &&
+      (++tick_ & 63) == 0) {
+    run_timers();
+    if (fd_count_.load(std::memory_order_relaxed) != 0) poll_fds(0);
+  }
+  Task* next = runnext_.load(std::memory_order_relaxed);
+  if (next && runnext_streak_ < 64) {
+    ++runnext_streak_;
+    runnext_.store(nullptr, std::memory_order_relaxed);
+    return next;
+  }
+  runnext_streak_ = 0;
+  if (queue_size_.load(std::memory_order_relaxed) != 0) {
+    std::lock_guard lock(queue_lock_);
+    if (!queue_.empty()) {
+      Task* t = queue_.front();
+      queue_.pop_front();
+      queue_size_.store(queue_.size(), std::memory_order_relaxed);
+      return t;
+    }
+  }
+  if (next) {
+    runnext_.store(nullptr, std::memory_order_relaxed);
+    return next;
+  }
+  return nullptr;
+}
+
+void Worker::push(Task* task) noexcept {
+  {
+    std::lock_guard lock(queue_lock_);
+    queue_.push_back(task);
+    queue_size_.store(queue_.size(), std::memory_order_relaxed);
+  }
+  if (current_worker() != this) {
+    make_busy();
+    notify();
+  } else {
+    sched_.wake_idle_worker();
+  }
+}
+
+std::size_t Worker::steal_into(std::vector<Task*>& out) noexcept {
+  if (queue_size_.load(std::memory_order_relaxed) == 0 || !queue_lock_.try_lock()) return 0;
+  std::size_t n = (queue_.size() + 1) / 2;
+  for (std::size_t i = 0; i < n; ++i) {
+    out.push_back(queue_.back());
+    queue_.pop_back();
+  }
+  queue_size_.store(queue_.size(), std::memory_order_relaxed);
+  queue_lock_.unlock();
+  return n;
+}
+
+void Worker::notify() noexcept {
+  // SYNC POINT: seq_cst pairs with the store of sleeping_ in run() (Dekker:
+  // the worker sets sleeping_ then re-checks its queue; we queue then read sleeping_).
+  if (sleeping_.load(std::memory_order_seq_cst)) {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto r = ::write(event_fd_, &one, sizeof one);
+  }
+}
+
+void Worker::make_busy() noexcept {
+  if (idle_counted_.load(std::memory_order_acquire) && idle_counted_.exchange(false, std::memory_order_acq_rel))
+    sched_.live_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+void Worker::add_timer(TimerNode* node) {
+  std::lock_guard lock(timers_mutex_);
+  timers_.push_back(node);
+  std::size_t i = timers_.size() - 1;
+  while (i > 0) {
+    std::size_t parent = (i - 1) / 2;
+    if (!(timers_[i]->deadline_ < timers_[parent]->deadline_)) break;
+    std::swap(timers_[i], timers_[parent]);
+    timers_[i]->index_ = i;
+    i = parent;
+  }
+  timers_[i]->index_ = i;
+  timer_count_.store(timers_.size(), std::memory_order_relaxed);
+  if (current_worker() != this) notify();
+}
+
+namespace {
+void heap_remove_at(std::vector<TimerNode*>& heap, std::size_t i) noexcept {
+  heap[i]->index_ = static_cast<std::size_t>(-1);
+  TimerNode* last = heap.back();
+  heap.pop_back();
+  if (i == heap.size()) return;
+  heap[i] = last;
+  last->index_ = i;
+  // sift up
+  while (i > 0) {
+    std::size_t parent = (i - 1) / 2;
+    if (!(heap[i]->deadline_ < heap[parent]->deadline_)) break;
+    std::swap(heap[i], heap[parent]);
+    heap[i]->index_ = i;
+    heap[parent]->index_ = parent;
+    i = parent;
+  }
+  // sift down
+  for (;;) {
+    std::size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < heap.size() && heap[l]->deadline_ < heap[m]->deadline_) m = l;
+    if (r < heap.size() && heap[r]->deadline_ < heap[m]->deadline_) m = r;
+    if (m == i) break;
+    std::swap(heap[i], heap[m]);
+    heap[i]->index_ = i;
+    heap[m]->index_ = m;
+    i = m;
+  }
+}
+}  // namespace
+
+bool Worker::remove_timer(TimerNode* node) noexcept {
+  std::lock_guard lock(timers_mutex_);
+  if (node->index_ == static_cast<std::size_t>(-1)) return false;
+  heap_remove_at(timers_, node->index_);
+  timer_count_.store(timers_.size(), std::memory_order_relaxed);
+  return true;
+}
+
+int Worker::run_timers() noexcept {
+  if (timer_count_.load(std::memory_order_relaxed) == 0) return -1;
+  auto now = Clock::now();
+  std::unique_lock lock(timers_mutex_);
+  while (!timers_.empty() && timers_.front()->deadline_ <= now) {
+    TimerNode* node = timers_.front();
+    heap_remove_at(timers_, 0);
+    // Fired under the lock so the waiter, which removes its node under the
+    // same lock after waking, cannot leave before we are done with it.
+    if (node->waiter_->try_select(kTimedOut)) node->waiter_->wake();
+    sched_.live_.fetch_sub(kSource, std::memory_order_acq_rel);
+  }
+  timer_count_.store(timers_.size(), std::memory_order_relaxed);
+  if (timers_.empty()) return -1;
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(timers_.front()->deadline_ - now).count();
+  return static_cast<int>(std::clamp<long long>(ms, 0, 1000 * 60));
+}
+
+void Worker::poll_fds(int timeout_ms) noexcept {
+  epoll_event events[64];
+  int n = ::epoll_wait(epoll_fd_, events, 64, timeout_ms);
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.ptr == nullptr) {
+      std::uint64_t value;
+      [[maybe_unused]] auto r = ::read(event_fd_, &value, sizeof value);
+      continue;
+    }
+    std::lock_guard lock(fd_mutex_);
+    auto* node = static_cast<FdWait*>(events[i].data.ptr);
+    node->fired_ = true;
+    if (node->waiter_->try_select(kWoken)) node->waiter_->wake();
+  }
+}
+
+void Worker::run() {
+  t_worker = this;
+#if defined(CSP_TSAN)
+  main_tsan_fiber_ = __tsan_get_current_fiber();
+#endif
+  std::vector<Task*> stolen;
+  const auto spin = std::chrono::microseconds(sched_.config_.spin_us);
+  while (!stop_.load(std::memory_order_acquire)) {
+    Task* next = pick_next();
+    if (!next) {
+      // Steal half of someone's queue, starting after ourselves.
+      const auto n = sched_.workers_.size();
+      for (std::size_t k = 1; k < n && !next; ++k) {
+        Worker& victim = *sched_.workers_[(index_ + k) % n];
+        stolen.clear();
+        if (victim.steal_into(stolen) != 0) {
+          next = stolen.back();
+          stolen.pop_back();
+          if (!stolen.empty()) {
+            std::lock_guard lock(queue_lock_);
+            for (Task* t : stolen) queue_.push_back(t);
+            queue_size_.store(queue_.size(), std::memory_order_relaxed);
+          }
+        }
+      }
+    }
+    if (next) {
+      next->worker_ = this;
+      switch_to(this, nullptr, next);
+      continue;
+    }
+    // Nothing to do: fire timers, poll fds, spin a little, then sleep.
+    run_timers();
+    if (fd_count_.load(std::memory_order_relaxed) != 0) poll_fds(0);
+    if (runnext_.load(std::memory_order_relaxed) || queue_size_.load(std::memory_order_relaxed)) continue;
+    bool found = false;
+    for (auto until = Clock::now() + spin; Clock::now() < until;) {
+      for (int i = 0; i < 64; ++i) __builtin_ia32_pause();
+      if (queue_size_.load(std::memory_order_relaxed)) { found = true; break; }
+      for (auto& other : sched_.workers_)
+        if (other.get() != this && other->queue_size_.load(std::memory_order_relaxed) > 0) found = true;
+      if (found || timer_count_.load(std::memory_order_relaxed) || stop_.load(std::memory_order_relaxed)) break;
+    }
+    if (found) continue;
+    sleeping_.store(true, std::memory_order_seq_cst);
+    if (queue_size_.load(std::memory_order_seq_cst) != 0 || stop_.load()) {
+      sleeping_.store(false, std::memory_order_relaxed);
+      continue;
+    }
+    int timeout = run_timers();
+    sched_.sleeping_workers_.fetch_add(1);
+    idle_counted_.store(true, std::memory_order_release);
+    sched_.live_add(-1);
+    poll_fds(timeout);
+    sched_.sleeping_workers_.fetch_sub(1);
+    sleeping_.store(false, std::memory_order_relaxed);
+    make_busy();
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+Scheduler::Scheduler(const Config& config) : config_(config) {
+  for (unsigned i = 0; i < config_.workers; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
+}
+
+Scheduler::~Scheduler() = default;
+
+void Scheduler::start() {
+  for (auto& w : workers_) {
+    w->idle_counted_.store(false);
+    live_.fetch_add(1);
+    w->start();
+  }
+}
+
+void Scheduler::stop() {
+  for (auto& w : workers_) {
+    w->stop_.store(true);
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto r = ::write(w->event_fd_, &one, sizeof one);
+  }
+  for (auto& w : workers_)
+    if (w->thread_.joinable()) w->thread_.join();
+}
+
+void Scheduler::schedule(Task* task) noexcept {
+  Worker* w = current_worker();
+  if (w && &w->sched_ == this) {
+    task->worker_ = w;
+    Task* displaced = w->runnext_.exchange(task, std::memory_order_relaxed);
+    if (displaced) w->push(displaced);
+    return;
+  }
+  task->worker_->push(task);
+}
+
+void Scheduler::launch(Task* task) noexcept {
+  Worker* w = current_worker();
+  if (!w || &w->sched_ != this) w = workers_[next_worker_.fetch_add(1) % workers_.size()].get();
+  task->worker_ = w;
+  w->push(task);
+}
+
+void Scheduler::wake_idle_worker() noexcept {
+  if (sleeping_workers_.load(std::memory_order_relaxed) == 0) return;
+  for (auto& w : workers_) {
+    if (w->sleeping_.load(std::memory_order_relaxed)) {
+      w->notify();
+      return;
+    }
+  }
+}
+
+void Scheduler::registry_add(Parker* parker) noexcept {
+  std::lock_guard lock(registry_mutex_);
+  parker->reg_prev_ = nullptr;
+  parker->reg_next_ = registry_head_;
+  if (registry_head_) registry_head_->reg_prev_ = parker;
+  registry_head_ = parker;
+}
+
+void Scheduler::registry_remove(Parker* parker) noexcept {
+  std::lock_guard lock(registry_mutex_);
+  if (parker->reg_prev_) parker->reg_prev_->reg_next_ = parker->reg_next_;
+  else if (registry_head_ == parker) registry_head_ = parker->reg_next_;
+  if (parker->reg_next_) parker->reg_next_->reg_prev_ = parker->reg_prev_;
+  parker->reg_prev_ = parker->reg_next_ = nullptr;
+}
+
+void Scheduler::check_deadlock() noexcept {
+  std::lock_guard lock(registry_mutex_);
+  if (live_.load(std::memory_order_acquire) != 0) return;
+  for (auto& w : workers_) {
+    if (w->runnext_.load(std::memory_order_relaxed) || w->queue_size_.load(std::memory_order_acquire)) return;
+  }
+  std::ostringstream report;
+  std::vector<Waiter*> to_break;
+  std::size_t blocked = 0;
+  for (Parker* p = registry_head_; p; p = p->reg_next_) {
+    Waiter* w = p->waiting_on_.load(std::memory_order_acquire);
+    if (!w) continue;
+    ++blocked;
+    report << "\n  " << (p->kind_ == Parker::Kind::task ? "process '" : "thread '") << p->name_
+           << "' blocked in " << w->what_;
+    if (!w->object_.empty()) report << " on '" << w->object_ << "'";
+    if (w->deadlockable_) to_break.push_back(w);
+  }
+  if (to_break.empty()) return;
+  std::string message = "csp: deadlock: all " + std::to_string(blocked) +
+                        " processes are blocked and nothing can wake them:" + report.str();
+  set_deadlock_message(message);
+  for (Waiter* w : to_break)
+    if (w->try_select(kDeadlock)) w->wake();
+}
+
+// ---------------------------------------------------------------------------
+
+Scheduler* scheduler_if_running() noexcept { return g_sched.load(std::memory_order_acquire); }
+
+Scheduler& scheduler() {
+  if (Scheduler* s = g_sched.load(std::memory_order_acquire)) return *s;
+  std::lock_guard lock(g_sched_mutex);
+  if (Scheduler* s = g_sched.load(std::memory_order_relaxed)) return *s;
+  if (!g_configured) g_config = config_from_env(Config{});
+  auto* s = new Scheduler(g_config);
+  s->generation_ = ++g_generation;
+  s->start();
+  g_sched.store(s, std::memory_order_release);
+  static bool exit_hook = (std::atexit([] { csp::shutdown(); }), true);
+  (void)exit_hook;
+  return *s;
+}
+
+namespace {
+thread_local bool t_parker_alive = false;
+}
+
+bool thread_parker_alive() noexcept { return t_parker_alive; }
+
+ThreadParker* thread_parker() {
+  thread_local struct Holder {
+    ThreadParker parker;
+    Holder() { t_parker_alive = true; }
+    ~Holder() {
+      // A thread (main too, at exit) joins what it spawned before it goes.
+      for (auto& child : parker.spawned_) child->latch_.wait();
+      parker.spawned_.clear();
+      t_parker_alive = false;
+      Scheduler* s = g_sched.load(std::memory_order_acquire);
+      if (s && parker.registered_with_ == s) {
+        s->registry_remove(&parker);
+        s->live_add(-1);
+      }
+    }
+  } holder;
+  Scheduler& s = scheduler();
+  if (holder.parker.registered_with_ != &s) {
+    holder.parker.registered_with_ = &s;
+    holder.parker.state_.store(0);
+    if (holder.parker.name_.empty()) holder.parker.name_ = "thread";
+    s.live_.fetch_add(1, std::memory_order_acq_rel);
+    s.registry_add(&holder.parker);
+  }
+  return &holder.parker;
+}
+
+void park_task(Task* self) noexcept {
+  std::uint32_t expected = kRunning;
+  if (!self->state_.compare_exchange_strong(expected, kParking, std::memory_order_acq_rel)) {
+    self->state_.store(kRunning, std::memory_order_relaxed);  // notified before parking
+    return;
+  }
+  if (!StackPool::intact(self->stack_)) stack_overflow(self);
+  Worker* w = current_worker();
+  self->switching_ = Task::Switch::park;
+  switch_to(w, self, w->pick_next());
+}
+
+void unpark(Parker* parker) noexcept {
+  if (parker->kind_ == Parker::Kind::thread) {
+    auto* tp = static_cast<ThreadParker*>(parker);
+    if (tp->registered_with_) tp->registered_with_->live_.fetch_add(1, std::memory_order_acq_rel);
+    tp->state_.store(1, std::memory_order_release);
+    futex_wake(&tp->state_);
+    return;
+  }
+  auto* task = static_cast<Task*>(parker);
+  std::uint32_t s = task->state_.load(std::memory_order_acquire);
+  for (;;) {
+    if (s == kParked) {
+      // SYNC POINT: acquire pairs with the release in after_switch() that saved ctx_.
+      if (task->state_.compare_exchange_weak(s, kRunning, std::memory_order_acq_rel)) {
+        scheduler().schedule(task);
+        return;
+      }
+    } else if (s == kRunning || s == kParking) {
+      if (task->state_.compare_exchange_weak(s, kNotified, std::memory_order_acq_rel)) return;
+    } else {
+      return;  // already notified
+    }
+  }
+}
+
+Parker* current_parker() noexcept {
+  if (Task* t = current_task()) return t;
+  return thread_parker();
+}
+
+bool in_coroutine() noexcept { return current_task() != nullptr; }
+
+void add_wake_source() noexcept { scheduler().live_.fetch_add(kSource, std::memory_order_acq_rel); }
+void remove_wake_source() noexcept { scheduler().live_add(-kSource); }
+
+void start(std::unique_ptr<ProcessBody> body, Latch* latch, Placement placement) {
+  Scheduler& s = scheduler();
+  if (placement == Placement::thread) {
+    std::string name = body->name_;
+    s.live_.fetch_add(1, std::memory_order_acq_rel);  // counted from now: it will run
+    std::thread([&s, body = std::move(body), latch]() mutable {
+      ThreadParker* self = thread_parker();
+      s.live_.fetch_sub(1, std::memory_order_acq_rel);  // thread_parker() counted us again
+      self->name_ = body->name_;
+      std::exception_ptr error = body->run();
+      body.reset();
+      for (auto& child : self->spawned_) {
+        child->latch_.wait();
+        if (!child->joined_.exchange(true) && !error) error = child->latch_.first_error();
+      }
+      self->spawned_.clear();
+      if (latch) latch->arrive(error);
+    }).detach();
+    return;
+  }
+  auto* task = new Task;
+  task->name_ = body->name_;
+  task->body_ = std::move(body);
+  task->latch_ = latch;
+#if defined(CSP_TSAN)
+  task->tsan_fiber_ = __tsan_create_fiber(0);
+#endif
+  task->ctx_ = boost::context::fiber(
+      std::allocator_arg, TaskStackAllocator{task, s.config_.stack_size},
+      [task](boost::context::fiber&& from) -> boost::context::fiber {
+        after_switch(std::move(from));
+        run_task_body(task);
+        Worker* w = current_worker();
+        Task* next = w->pick_next();
+        task->switching_ = Task::Switch::die;
+        if (!StackPool::intact(task->stack_)) stack_overflow(task);
+        w->prev_ = task;
+        w->prev_is_main_ = false;
+        w->current_ = next;
+#if defined(CSP_ASAN)
+        __sanitizer_start_switch_fiber(nullptr,
+                                       next ? static_cast<const void*>(next->stack_.bottom) : w->main_stack_bottom_,
+                                       next ? next->stack_.size : w->main_stack_size_);
+#endif
+#if defined(CSP_TSAN)
+        __tsan_switch_to_fiber(next ? next->tsan_fiber_ : w->main_tsan_fiber_, 0);
+#endif
+        return std::move(next ? next->ctx_ : w->main_ctx_);
+      });
+  s.registry_add(task);
+  s.launch(task);
+}
+
+// ---------------------------------------------------------------------------
+
+}  // namespace csp::detail
+
+namespace csp {
+
+void configure(const Config& config) {
+  std::lock_guard lock(detail::g_sched_mutex);
+  Config wanted = detail::config_from_env(config);
+  if (detail::g_sched.load() != nullptr) {
+    const Config& c = detail::g_sched.load()->config_;
+    if (c.workers == wanted.workers && c.stack_size == wanted.stack_size && c.spin_us == wanted.spin_us) return;
+    throw Error("csp::configure: the runtime is already running; call configure() before the first process "
+                "or after csp::shutdown()");
+  }
+  detail::g_config = wanted;
+  detail::g_configured = true;
+}
+
+Config configuration() {
+  if (auto* s = detail::scheduler_if_running()) return s->config_;
+  std::lock_guard lock(detail::g_sched_mutex);
+  return detail::g_configured ? detail::g_config : detail::config_from_env(Config{});
+}
+
+void shutdown() {
+  if (detail::current_worker()) throw Error("csp::shutdown: called from inside a process");
+  detail::Scheduler* s = detail::scheduler_if_running();
+  if (!s) return;
+  // Join what this thread spawned, then stop the workers.
+  if (detail::thread_parker_alive()) {
+    detail::ThreadParker* self = detail::thread_parker();
+    auto spawned = std::move(self->spawned_);
+    for (auto& child : spawned) child->latch_.wait();
+    if (self->registered_with_ == s) {
+      s->registry_remove(self);
+      self->registered_with_ = nullptr;
+    }
+  }
+  std::lock_guard lock(detail::g_sched_mutex);
+  s->stop();
+  detail::g_sched.store(nullptr);
+  delete s;
+}
+
+int this_worker() noexcept {
+  detail::Worker* w = detail::current_worker();
+  return w && w->current_ ? static_cast<int>(w->index_) : -1;
+}
+
+unsigned worker_count() { return static_cast<unsigned>(detail::scheduler().workers_.size()); }
+
+const char* this_process_name() noexcept {
+  if (detail::Task* t = detail::current_task()) return t->name_.c_str();
+  return "main";
+}
+
+void yield() {
+  detail::Task* self = detail::current_task();
+  if (!self) {
+    std::this_thread::yield();
+    return;
+  }
+  detail::Worker* w = detail::current_worker();
+  detail::Task* next = w->pick_next();
+  if (!next) return;
+  self->switching_ = detail::Task::Switch::yield;
+  detail::switch_to(w, self, next);
+}
+
+namespace detail {
+void reset_after_fork() noexcept {
+  t_worker = nullptr;
+  new (&g_sched_mutex) std::mutex;
+  g_sched.store(nullptr);  // the parent's workers do not exist here; leaked on purpose
+  stack_pool().reset_after_fork();
+}
+}  // namespace detail
+
+}  // namespace csp

@@ -1,0 +1,240 @@
+// scheduler.hpp: workers, coroutines (tasks), thread parkers, and the
+// accounting behind the deadlock report. Private to the runtime.
+//
+// Invariants
+// - A task is in at most one of: running on a worker (`Worker::current_`),
+//   a worker's `runnext_` slot, a worker's `queue_`, or parked. Its
+//   `ctx_` holds its continuation exactly while it is not running.
+// - A task is made runnable only after its continuation has been saved:
+//   unpark() on a task still switching out (state kParking) only marks it
+//   kNotified, and after_switch() on the other side of that switch queues it.
+// - `live_` counts busy workers + running registered threads in its low 32
+//   bits and wake sources (armed timers, watched fds, children) in its high
+//   32 bits. It is zero only when nothing can ever wake a parked waiter;
+//   whoever brings it to zero runs check_deadlock().
+// - A worker counts as busy from the moment it wakes until it goes to sleep
+//   in epoll; `idle_counted_` records that it has taken itself out of
+//   `live_`, and whoever exchanges it back to false re-adds it.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <boost/context/fiber.hpp>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <csp/detail/spawn.hpp>
+#include <csp/detail/wait.hpp>
+#include <csp/runtime.hpp>
+
+#include "stack.hpp"
+
+namespace csp::detail {
+
+class Worker;
+struct Scheduler;
+
+/// A spin lock for short critical sections (run queues).
+class SpinLock {
+ public:
+  void lock() noexcept {
+    while (flag_.exchange(true, std::memory_order_acquire)) {
+      while (flag_.load(std::memory_order_relaxed)) __builtin_ia32_pause();
+    }
+  }
+  bool try_lock() noexcept {
+    return !flag_.load(std::memory_order_relaxed) &&
+           !flag_.exchange(true, std::memory_order_acquire);
+  }
+  void unlock() noexcept { flag_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> flag_{false};  // SYNC POINT: release in unlock, acquire in lock
+};
+
+class Parker {
+ public:
+  enum class Kind : std::uint8_t { task, thread };
+  explicit Parker(Kind kind) noexcept : kind_(kind) {}
+  virtual ~Parker() = default;
+
+  const Kind kind_;
+  /// Task: kRunning/kParking/kParked/kNotified. Thread: futex word, 1 = notified.
+  std::atomic<std::uint32_t> state_{0};
+  /// The waiter this context blocks on, for the deadlock detector.
+  std::atomic<Waiter*> waiting_on_{nullptr};
+  /// For reports.
+  std::string name_;
+  /// Spawned processes not yet joined; touched only by this context.
+  std::vector<std::shared_ptr<SpawnState>> spawned_;
+  /// Registry links, guarded by Scheduler::registry_mutex_.
+  Parker* reg_prev_ = nullptr;
+  Parker* reg_next_ = nullptr;
+};
+
+enum : std::uint32_t { kRunning = 0, kParking = 1, kParked = 2, kNotified = 3 };
+
+/// A coroutine process.
+class Task final : public Parker {
+ public:
+  Task() noexcept : Parker(Kind::task) {}
+  ~Task() override;
+
+  boost::context::fiber ctx_;            // continuation while not running
+  Worker* worker_ = nullptr;             // worker it runs on or is queued on
+  std::unique_ptr<ProcessBody> body_;    // destroyed as the process finishes
+  Latch* latch_ = nullptr;               // told when the process finishes
+  Stack stack_;                          // its stack (canary checked at switches)
+  enum class Switch : std::uint8_t { park, yield, die } switching_ = Switch::park;
+#if defined(CSP_ASAN)
+  void* asan_fake_stack_ = nullptr;
+#endif
+#if defined(CSP_TSAN)
+  void* tsan_fiber_ = nullptr;
+#endif
+};
+
+/// The parker of a thread (main, thread_process, any foreign thread).
+class ThreadParker final : public Parker {
+ public:
+  ThreadParker() noexcept : Parker(Kind::thread) {}
+  Scheduler* registered_with_ = nullptr;  // scheduler whose live_ counts this thread
+  bool in_registry_ = false;              // linked in that scheduler's registry
+};
+
+struct TimerNode {
+  Deadline deadline_;
+  Waiter* waiter_ = nullptr;
+  std::size_t index_ = static_cast<std::size_t>(-1);  // position in the heap, or -1
+};
+
+struct FdWait {
+  Waiter* waiter_ = nullptr;
+  bool fired_ = false;  // guarded by Worker::fd_mutex_
+};
+
+class Worker {
+ public:
+  Worker(Scheduler& sched, unsigned index);
+  ~Worker();
+  void start();
+  void run();  // the worker thread's loop
+
+  /// Next task to run on this worker, or null. Owner thread only.
+  Task* pick_next() noexcept;
+  /// Queues at the back (any thread).
+  void push(Task* task) noexcept;
+  /// Takes up to half of this worker's queue into `out` (thieves).
+  std::size_t steal_into(std::vector<Task*>& out) noexcept;
+  /// Wakes the worker if it sleeps in epoll.
+  void notify() noexcept;
+  /// Counts the worker busy again if it had counted itself out.
+  void make_busy() noexcept;
+
+  void add_timer(TimerNode* node);
+  /// Removes the node if still armed; returns true if it was.
+  bool remove_timer(TimerNode* node) noexcept;
+  /// Fires due timers; returns ms until the next, -1 if none.
+  int run_timers() noexcept;
+  void poll_fds(int timeout_ms) noexcept;
+
+  Scheduler& sched_;
+  const unsigned index_;
+  std::thread thread_;
+  boost::context::fiber main_ctx_;       // the loop's continuation while a task runs
+  Task* current_ = nullptr;              // running task; null while in the loop
+  Task* prev_ = nullptr;                 // who switched away (read by after_switch)
+  bool prev_is_main_ = false;            // the loop switched away
+  std::atomic<Task*> runnext_{nullptr};  // woken by a task of this worker: runs next
+  unsigned runnext_streak_ = 0;          // consecutive runnext picks (fairness)
+  unsigned tick_ = 0;                    // picks since the last timer check
+  SpinLock queue_lock_;                  // guards queue_
+  std::deque<Task*> queue_;              // stealable FIFO of ready tasks
+  std::atomic<std::size_t> queue_size_{0};
+  std::atomic<bool> sleeping_{false};    // in epoll_wait (or about to be)
+  std::atomic<bool> idle_counted_{false};
+  std::atomic<bool> stop_{false};
+  int epoll_fd_ = -1;
+  int event_fd_ = -1;                    // written to wake the worker
+  std::mutex timers_mutex_;              // guards timers_ and every node's index_
+  std::vector<TimerNode*> timers_;       // min-heap by deadline
+  std::atomic<std::size_t> timer_count_{0};
+  std::mutex fd_mutex_;                  // guards FdWait nodes during dispatch
+  std::atomic<std::size_t> fd_count_{0};
+#if defined(CSP_ASAN)
+  void* main_asan_fake_stack_ = nullptr;
+  const void* main_stack_bottom_ = nullptr;
+  std::size_t main_stack_size_ = 0;
+#endif
+#if defined(CSP_TSAN)
+  void* main_tsan_fiber_ = nullptr;
+#endif
+};
+
+struct Scheduler {
+  explicit Scheduler(const Config& config);
+  ~Scheduler();
+  void start();
+  void stop();
+
+  /// Makes `task` runnable: on the calling worker's runnext slot if called
+  /// from a worker, otherwise on the task's own worker.
+  void schedule(Task* task) noexcept;
+  /// Puts a new task on a worker and makes it runnable.
+  void launch(Task* task) noexcept;
+  /// Wakes a sleeping worker so it can steal (work was queued).
+  void wake_idle_worker() noexcept;
+
+  void live_add(std::int64_t delta) noexcept {
+    if (live_.fetch_add(delta, std::memory_order_acq_rel) + delta == 0) check_deadlock();
+  }
+  void check_deadlock() noexcept;
+  void registry_add(Parker* parker) noexcept;
+  void registry_remove(Parker* parker) noexcept;
+
+  Config config_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<std::int64_t> live_{0};
+  std::atomic<unsigned> next_worker_{0};     // round-robin for launches from threads
+  std::atomic<unsigned> sleeping_workers_{0};
+  std::mutex registry_mutex_;                // guards the registry list
+  Parker* registry_head_ = nullptr;
+  std::uint64_t generation_ = 0;             // distinguishes runtimes across shutdown/fork
+};
+
+inline constexpr std::int64_t kSource = std::int64_t{1} << 32;
+
+/// The running scheduler, started on first use.
+Scheduler& scheduler();
+/// The running scheduler or null (no start).
+Scheduler* scheduler_if_running() noexcept;
+/// This thread's worker, or null. Never inlined: a coroutine can resume on
+/// another thread, so the TLS address must be recomputed after each switch.
+Worker* current_worker() noexcept;
+/// The running task, or null on a thread.
+Task* current_task() noexcept;
+/// This thread's parker, registered with the running scheduler.
+ThreadParker* thread_parker();
+
+/// Parks the running task until unparked (consumes one unpark).
+void park_task(Task* self) noexcept;
+
+/// Futex helpers on a 32-bit word (threads park on these).
+void futex_wake(std::atomic<std::uint32_t>* word) noexcept;
+/// Waits while *word == expected, at most until `deadline`; false on timeout.
+bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, Deadline deadline) noexcept;
+
+/// The message of the last deadlock found (for csp::Deadlock).
+void set_deadlock_message(std::string message);
+std::string deadlock_message();
+
+/// True while this thread's parker exists (false during thread exit).
+bool thread_parker_alive() noexcept;
+
+}  // namespace csp::detail

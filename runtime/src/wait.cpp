@@ -1,0 +1,201 @@
+// wait.cpp: wait(), latches, spawn and the blocking calls of csp/runtime.hpp,
+// all on the one mechanism of csp/detail/wait.hpp.
+#include <linux/futex.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <ctime>
+
+#include <csp/error.hpp>
+#include <csp/runtime.hpp>
+
+#include "scheduler.hpp"
+
+namespace csp::detail {
+namespace {
+std::mutex g_deadlock_mutex;      // guards g_deadlock_message
+std::string g_deadlock_message;   // the last report
+}  // namespace
+
+void set_deadlock_message(std::string message) {
+  std::lock_guard lock(g_deadlock_mutex);
+  g_deadlock_message = std::move(message);
+}
+
+std::string deadlock_message() {
+  std::lock_guard lock(g_deadlock_mutex);
+  return g_deadlock_message;
+}
+
+void futex_wake(std::atomic<std::uint32_t>* word) noexcept {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+}
+
+bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, Deadline deadline) noexcept {
+  if (deadline == forever) {
+    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+    return true;
+  }
+  auto left = deadline - Clock::now();
+  if (left <= Clock::duration::zero()) return false;
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+  timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+  long r = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, &ts, nullptr, 0);
+  return !(r == -1 && errno == ETIMEDOUT);
+}
+
+namespace {
+
+std::uintptr_t wait_task(Task* self, Waiter& w, Deadline deadline) {
+  if (deadline == forever) {
+    park_task(self);
+    return w.token();
+  }
+  if (deadline <= Clock::now()) {
+    if (w.try_select(kTimedOut)) return kTimedOut;  // nobody else will wake us
+    park_task(self);                                 // the winner's wake is on its way
+    return w.token();
+  }
+  TimerNode node;
+  node.deadline_ = deadline;
+  node.waiter_ = &w;
+  Worker* home = current_worker();
+  scheduler().live_.fetch_add(kSource, std::memory_order_acq_rel);
+  home->add_timer(&node);
+  park_task(self);
+  // The timer may have fired on `home` while we were woken elsewhere; taking
+  // its lock in remove_timer() also waits for a firing in progress.
+  if (home->remove_timer(&node)) scheduler().live_add(-kSource);
+  return w.token();
+}
+
+std::uintptr_t wait_thread(ThreadParker* self, Waiter& w, Deadline deadline) {
+  Scheduler& s = *self->registered_with_;
+  const bool timed = deadline != forever;
+  if (timed) s.live_.fetch_add(kSource, std::memory_order_acq_rel);
+  s.live_add(-1);
+  bool timed_out = false;
+  for (;;) {
+    if (self->state_.exchange(0, std::memory_order_acq_rel) == 1) break;
+    if (!timed_out && timed && !futex_wait(&self->state_, 0, deadline)) {
+      timed_out = true;
+      if (w.try_select(kTimedOut)) {
+        s.live_.fetch_add(1, std::memory_order_acq_rel);  // we woke ourselves
+        break;
+      }
+      continue;  // someone selected us first: their wake is on its way
+    }
+    if (timed_out || !timed) futex_wait(&self->state_, 0, forever);
+  }
+  if (timed) s.live_add(-kSource);
+  return w.token();
+}
+
+}  // namespace
+
+std::uintptr_t wait(Waiter& w, Deadline deadline) {
+  Parker* p = w.parker_;
+  p->waiting_on_.store(&w, std::memory_order_release);
+  std::uintptr_t token = p->kind_ == Parker::Kind::task
+                             ? wait_task(static_cast<Task*>(p), w, deadline)
+                             : wait_thread(static_cast<ThreadParker*>(p), w, deadline);
+  p->waiting_on_.store(nullptr, std::memory_order_relaxed);
+  return token;
+}
+
+// ---------------------------------------------------------------------------
+
+void Latch::arrive(std::exception_ptr error) noexcept {
+  if (error && !error_claimed_.exchange(true, std::memory_order_acq_rel)) first_error_ = std::move(error);
+  // SYNC POINT: release pairs with the acquire in wait()/done().
+  if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    if (Waiter* j = joiner_.exchange(nullptr, std::memory_order_acq_rel)) {
+      if (j->try_select(kWoken)) j->wake();
+    }
+  }
+}
+
+void Latch::wait() noexcept {
+  if (done()) return;
+  Waiter w("join", {}, false);
+  joiner_.store(&w, std::memory_order_release);
+  if (done() && joiner_.exchange(nullptr, std::memory_order_acq_rel) == &w) return;  // retracted
+  detail::wait(w, forever);
+}
+
+void SpawnState::join() {
+  latch_.wait();
+  if (!joined_.exchange(true)) {
+    if (auto e = latch_.first_error()) std::rethrow_exception(e);
+  }
+}
+
+void spawn(std::shared_ptr<SpawnState> state, std::unique_ptr<ProcessBody> body, Placement placement) {
+  Parker* self = current_parker();
+  self->spawned_.push_back(state);
+  start(std::move(body), &state->latch_, placement);
+}
+
+std::uint64_t next_process_id() noexcept {
+  static std::atomic<std::uint64_t> id{0};
+  return ++id;
+}
+
+}  // namespace csp::detail
+
+namespace csp {
+
+void sleep_until(std::chrono::steady_clock::time_point deadline) {
+  detail::Waiter w("sleep", {}, false);
+  detail::wait(w, deadline);
+}
+
+namespace detail {
+
+bool wait_fd(int fd, std::uint32_t events, Deadline deadline, const char* what) {
+  Task* self = current_task();
+  if (!self) {
+    pollfd p{fd, static_cast<short>(events), 0};
+    for (;;) {
+      int timeout = -1;
+      if (deadline != forever) {
+        auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        if (ms <= 0) return false;
+        timeout = static_cast<int>(std::min<long long>(ms, INT_MAX));
+      }
+      int r = ::poll(&p, 1, timeout);
+      if (r > 0) return true;
+      if (r == 0) return false;
+      if (errno != EINTR) throw_system_error("csp: poll");
+    }
+  }
+  Worker* home = current_worker();
+  Waiter w(what, {}, false);
+  FdWait node;
+  node.waiter_ = &w;
+  epoll_event ev{};
+  ev.events = events | EPOLLONESHOT;
+  ev.data.ptr = &node;
+  scheduler().live_.fetch_add(kSource, std::memory_order_acq_rel);
+  home->fd_count_.fetch_add(1);
+  if (::epoll_ctl(home->epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    home->fd_count_.fetch_sub(1);
+    scheduler().live_add(-kSource);
+    throw_system_error("csp: epoll_ctl ADD fd " + std::to_string(fd));
+  }
+  home->notify();  // the worker may sleep in epoll with a timeout from before
+  std::uintptr_t token = wait(w, deadline);
+  {
+    std::lock_guard lock(home->fd_mutex_);  // waits for a dispatch in progress
+    ::epoll_ctl(home->epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  }
+  home->fd_count_.fetch_sub(1);
+  scheduler().live_add(-kSource);
+  return token != kTimedOut;
+}
+
+}  // namespace detail
+}  // namespace csp
