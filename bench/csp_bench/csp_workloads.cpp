@@ -1,20 +1,364 @@
 // csp_workloads.cpp: the csp side of csp-bench. Built with the csp library
 // only when bench/CMakeLists.txt finds it (CSP_BENCH_HAVE_CSP=1); otherwise
 // csp-bench runs the floors alone and says so in a note.
+//
+// Every measurement (one call of an entry's run(n)) happens in a freshly
+// forked child of csp-bench: the child configures its own runtime (1 worker,
+// or one per CPU), runs the workload, reports the seconds of the timed part
+// through a pipe and exits. So csp-bench itself never starts csp (no idle
+// workers disturb the floors), each transport starts from a clean runtime,
+// and a hang or crash in csp is a reported failure after kTimeout, not a
+// stuck benchmark. Setup (fork, runtime start, process creation) is outside
+// the timed part: each workload starts its clock after a first exchange.
+//
+// Messages: pingpong and stream carry std::vector<unsigned char> of `size`
+// bytes. The sender builds every message afresh (allocate, fill `size` bytes,
+// stamp a sequence number at both ends), as the floors copy `size` bytes once
+// per hop; filling rather than copying keeps glibc's 4 KiB-aliasing memcpy
+// trap (see floors/memcpy.cpp) out of the figures. The receiver checks the
+// stamps of every message. In process the vector is moved, not copied.
+// The measurement child sets glibc's mmap and trim thresholds high so freed
+// messages are reused instead of being unmapped and faulted in again.
 #include "registry.hpp"
 
 #ifndef CSP_BENCH_HAVE_CSP
 #define CSP_BENCH_HAVE_CSP 0
 #endif
 
+#if CSP_BENCH_HAVE_CSP
+
+#include <malloc.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csp/csp.hpp>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
 namespace cspbench {
+namespace {
+
+using Msg = std::vector<unsigned char>;
+
+/// A measurement that takes longer than this is a hang: the child is killed.
+constexpr int kTimeoutMs = 15000;
+
+double now_s() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+// Sequence stamp: seq in the first 8 bytes, ~seq in the last 8 (size >= 16).
+Msg make_msg(std::size_t size, std::uint64_t seq) {
+  Msg m(size, 0xA5);
+  std::memcpy(m.data(), &seq, 8);
+  if (size >= 16) {
+    const std::uint64_t inv = ~seq;
+    std::memcpy(m.data() + size - 8, &inv, 8);
+  }
+  return m;
+}
+
+void check_msg(const Msg& m, std::size_t size, std::uint64_t seq) {
+  std::uint64_t a = 0, b = ~seq;
+  if (m.size() == size) {
+    std::memcpy(&a, m.data(), 8);
+    if (size >= 16) std::memcpy(&b, m.data() + size - 8, 8);
+  }
+  if (m.size() != size || a != seq || b != ~seq)
+    throw std::runtime_error("message " + std::to_string(seq) + " arrived damaged or out of order");
+}
+
+void write_full(int fd, const void* p, std::size_t len) {
+  auto* c = static_cast<const char*>(p);
+  while (len) {
+    const ssize_t w = write(fd, c, len);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    c += w;
+    len -= std::size_t(w);
+  }
+}
+
+// Runs body() in a forked child and returns what it returns. The child dies
+// with csp-bench (PR_SET_PDEATHSIG); its result or exception message comes
+// back through a pipe: 'O' + double, or 'E' + text.
+double run_isolated(const std::function<double()>& body) {
+  int fds[2];
+  if (pipe(fds) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  const pid_t parent = getpid();
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(3);
+    // Keep freed messages in the heap: otherwise glibc maps and unmaps every
+    // large message (or trims the heap under a deep buffer) and page faults,
+    // not csp, dominate the large-message figures.
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    std::string out;
+    try {
+      const double secs = body();
+      csp::shutdown();
+      out = "O";
+      out.append(reinterpret_cast<const char*>(&secs), sizeof secs);
+    } catch (const std::exception& e) {
+      out = std::string("E") + e.what();
+    } catch (...) {
+      out = "Eunknown exception";
+    }
+    write_full(fds[1], out.data(), out.size());
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string got;
+  char buf[4096];
+  const double deadline = now_s() + kTimeoutMs / 1000.0;
+  bool timed_out = false;
+  for (;;) {
+    const int left = int((deadline - now_s()) * 1000);
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    const int r = poll(&p, 1, left);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      timed_out = r == 0;
+      break;
+    }
+    const ssize_t k = read(fds[0], buf, sizeof buf);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;  // EOF: the child has exited or closed the pipe
+    got.append(buf, std::size_t(k));
+  }
+  close(fds[0]);
+  if (timed_out) kill(pid, SIGKILL);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out)
+    throw std::runtime_error("no result after " + std::to_string(kTimeoutMs / 1000) +
+                             " s (deadlock or hang?); measurement child killed");
+  if (!got.empty() && got[0] == 'E') throw std::runtime_error(got.substr(1));
+  if (got.size() == 1 + sizeof(double) && got[0] == 'O') {
+    double secs = 0;
+    std::memcpy(&secs, got.data() + 1, sizeof secs);
+    return secs;
+  }
+  if (WIFSIGNALED(st))
+    throw std::runtime_error(std::string("measurement child killed by signal ") + strsignal(WTERMSIG(st)));
+  throw std::runtime_error("measurement child exited with status " + std::to_string(WEXITSTATUS(st)) +
+                           " and no result");
+}
+
+// ------------------------------------------------------------------ workloads
+
+// commstime: Prefix(0) -> a -> Delta -> {c -> Consume, d -> Succ}, Succ -> b
+// -> Prefix, unbuffered channels, sequential Delta (as the floors' baseline
+// and Boost.Fiber/Go peers). n + 1 loops; Consume times the last n (loop 0
+// is the warm-up), 4 communications each.
+double commstime(unsigned workers, std::uint64_t n) {
+  csp::configure({.workers = workers});
+  csp::Channel<std::uint64_t> a{"a"}, b{"b"}, c{"c"}, d{"d"};
+  double t0 = 0, t1 = 0;
+  csp::Parallel(
+      csp::process(
+          [n](csp::Writer<std::uint64_t> out, csp::Reader<std::uint64_t> in) {  // Prefix
+            out.write(0);
+            for (std::uint64_t i = 0; i < n; ++i) out.write(in.read());
+            if (in.read() != n + 1) throw std::runtime_error("commstime: wrong final value");
+          },
+          a.writer(), b.reader()),
+      csp::process(
+          [n](csp::Reader<std::uint64_t> in, csp::Writer<std::uint64_t> out1,
+              csp::Writer<std::uint64_t> out2) {  // Delta
+            for (std::uint64_t i = 0; i <= n; ++i) {
+              const std::uint64_t v = in.read();
+              out1.write(v);
+              out2.write(v);
+            }
+          },
+          a.reader(), c.writer(), d.writer()),
+      csp::process(
+          [n](csp::Reader<std::uint64_t> in, csp::Writer<std::uint64_t> out) {  // Succ
+            for (std::uint64_t i = 0; i <= n; ++i) out.write(in.read() + 1);
+          },
+          d.reader(), b.writer()),
+      csp::process(
+          [n, &t0, &t1](csp::Reader<std::uint64_t> in) {  // Consume
+            for (std::uint64_t i = 0; i <= n; ++i) {
+              if (in.read() != i) throw std::runtime_error("commstime: value out of order");
+              if (i == 0) t0 = now_s();
+            }
+            t1 = now_s();
+          },
+          c.reader()));
+  return t1 - t0;
+}
+
+// Either kind of csp process, for workloads that run on coroutines or threads.
+template <class F, class... Args>
+auto spawnable(bool on_thread, F&& f, Args&&... args) {
+  return on_thread ? csp::thread_process(std::forward<F>(f), std::forward<Args>(args)...)
+                   : csp::process(std::forward<F>(f), std::forward<Args>(args)...);
+}
+
+// pingpong: n + 1 round trips of a `size`-byte message over two unbuffered
+// channels; the first is the warm-up. The echo answers each message i with a
+// fresh message i + 1.
+double pingpong(unsigned workers, bool on_thread, std::size_t size, std::uint64_t n) {
+  csp::configure({.workers = workers});
+  csp::Channel<Msg> ping{"ping"}, pong{"pong"};
+  double t0 = 0, t1 = 0;
+  csp::Parallel(
+      spawnable(
+          on_thread,
+          [n, size, &t0, &t1](csp::Writer<Msg> out, csp::Reader<Msg> in) {
+            for (std::uint64_t i = 0; i <= n; ++i) {
+              if (i == 1) t0 = now_s();
+              out.write(make_msg(size, i));
+              check_msg(in.read(), size, i + 1);
+            }
+            t1 = now_s();
+          },
+          ping.writer(), pong.reader()),
+      spawnable(
+          on_thread,
+          [n, size](csp::Reader<Msg> in, csp::Writer<Msg> out) {
+            for (std::uint64_t i = 0; i <= n; ++i) {
+              check_msg(in.read(), size, i);
+              out.write(make_msg(size, i + 1));
+            }
+          },
+          ping.reader(), pong.writer()));
+  return n ? t1 - t0 : 0.0;
+}
+
+// Buffer of the stream channel: 64 messages, fewer for large ones (at most
+// about 4 MiB in flight), never under 4.
+std::size_t stream_capacity(std::size_t size) {
+  return std::clamp<std::size_t>((std::size_t(4) << 20) / size, 4, 64);
+}
+
+// stream: after a ready signal, n messages one way through a buffered
+// channel; the receiver checks each and acknowledges the total; the clock
+// stops at the acknowledgement (as the floors' streams).
+double stream(unsigned workers, bool on_thread, std::size_t size, std::uint64_t n) {
+  csp::configure({.workers = workers});
+  csp::Channel<Msg> data{"data", csp::buffer(stream_capacity(size))};
+  csp::Channel<std::uint64_t> ack{"ack"};
+  double t0 = 0, t1 = 0;
+  csp::Parallel(
+      spawnable(
+          on_thread,
+          [n, size, &t0, &t1](csp::Writer<Msg> out, csp::Reader<std::uint64_t> acks) {
+            if (acks.read() != 0) throw std::runtime_error("stream: bad ready signal");
+            t0 = now_s();
+            for (std::uint64_t i = 0; i < n; ++i) out.write(make_msg(size, i));
+            if (acks.read() != n) throw std::runtime_error("stream: wrong count acknowledged");
+            t1 = now_s();
+          },
+          data.writer(), ack.reader()),
+      spawnable(
+          on_thread,
+          [n, size](csp::Reader<Msg> in, csp::Writer<std::uint64_t> acks) {
+            acks.write(0);
+            for (std::uint64_t i = 0; i < n; ++i) check_msg(in.read(), size, i);
+            acks.write(n);
+          },
+          data.reader(), ack.writer()));
+  return t1 - t0;
+}
+
+}  // namespace
 
 void register_csp_workloads(Registry& reg) {
-#if CSP_BENCH_HAVE_CSP
-  (void)reg;
-#else
-  reg.note("built without the csp library: floors only (csp workloads need csp::csp at configure time)");
-#endif
+  // In-process transports: {transport, workers (0 = one per CPU), on threads}.
+  struct Inproc {
+    const char* transport;
+    unsigned workers;
+    bool on_thread;
+    const char* pingpong_floor;  // the floor a hop is compared to
+    const char* stream_floor;
+    const char* what;
+  };
+  const Inproc inproc[] = {
+      {"inproc-1w", 1, false, "floor:fiber", "floor:memcpy", "coroutines on 1 worker"},
+      {"inproc-Nw", 0, false, "floor:shm-ring", "floor:shm-ring", "coroutines, one worker per CPU"},
+      // A thread parks in the kernel: its hop compares to the futex ring.
+      {"thread", 0, true, "floor:shm-futex", "floor:shm-ring", "csp::thread_process on both sides"},
+  };
+  for (const Inproc& t : inproc) {
+    if (t.on_thread) continue;
+    const unsigned w = t.workers;
+    reg.add({.workload = "commstime",
+             .transport = t.transport,
+             .metrics = {ns_per_comm()},
+             .floor = {"floor:fiber", "switch"},
+             .run = [w](std::uint64_t n) { return run_isolated([=] { return commstime(w, n); }); },
+             .n0 = 1000,
+             .note = std::string("Prefix/Delta/Succ/Consume, unbuffered; ") + t.what});
+  }
+  for (std::size_t s : reg.sizes()) {
+    for (const Inproc& t : inproc) {
+      const unsigned w = t.workers;
+      const bool th = t.on_thread;
+      reg.add({.workload = "pingpong",
+               .transport = t.transport,
+               .size = s,
+               .metrics = {ns_per_hop()},
+               .floor = {t.pingpong_floor, ""},
+               .run = [w, th, s](std::uint64_t n) {
+                 return run_isolated([=] { return pingpong(w, th, s, n); });
+               },
+               .n0 = 100,
+               .note = std::string("two unbuffered Channel<vector<uchar>>; ") + t.what});
+      reg.add({.workload = "stream",
+               .transport = t.transport,
+               .size = s,
+               .metrics = stream_metrics(s),
+               .floor = {t.stream_floor, ""},
+               .run = [w, th, s](std::uint64_t n) {
+                 return run_isolated([=] { return stream(w, th, s, n); });
+               },
+               .n0 = 100,
+               .note = "buffered Channel<vector<uchar>> (" + std::to_string(stream_capacity(s)) +
+                       "), ack at the end; " + t.what});
+    }
+  }
+  reg.note(
+      "cross-process transports (shm, pipe, unix, tcp) are not registered yet: csp::os_process is "
+      "not available in this build");
 }
 
 }  // namespace cspbench
+
+#else  // !CSP_BENCH_HAVE_CSP
+
+namespace cspbench {
+
+void register_csp_workloads(Registry& reg) {
+  reg.note("built without the csp library: floors only (csp workloads need csp::csp at configure time)");
+}
+
+}  // namespace cspbench
+
+#endif
