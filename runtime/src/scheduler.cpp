@@ -401,8 +401,9 @@ void Worker::run() {
     int timeout = run_timers();
     sched_.sleeping_workers_.fetch_add(1);
     idle_counted_.store(true, std::memory_order_release);
-    sched_.live_add(-1);
-    poll_fds(timeout);
+    sched_.live_add(-1);  // may find a deadlock and wake its victims onto this worker
+    if (runnext_.load(std::memory_order_relaxed) == nullptr && queue_size_.load(std::memory_order_seq_cst) == 0)
+      poll_fds(timeout);
     sched_.sleeping_workers_.fetch_sub(1);
     sleeping_.store(false, std::memory_order_relaxed);
     make_busy();

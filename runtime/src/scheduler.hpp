@@ -30,6 +30,7 @@
 #include <vector>
 
 #include <csp/detail/spawn.hpp>
+#include <csp/detail/spin_lock.hpp>
 #include <csp/detail/wait.hpp>
 #include <csp/runtime.hpp>
 
@@ -39,24 +40,6 @@ namespace csp::detail {
 
 class Worker;
 struct Scheduler;
-
-/// A spin lock for short critical sections (run queues).
-class SpinLock {
- public:
-  void lock() noexcept {
-    while (flag_.exchange(true, std::memory_order_acquire)) {
-      while (flag_.load(std::memory_order_relaxed)) __builtin_ia32_pause();
-    }
-  }
-  bool try_lock() noexcept {
-    return !flag_.load(std::memory_order_relaxed) &&
-           !flag_.exchange(true, std::memory_order_acquire);
-  }
-  void unlock() noexcept { flag_.store(false, std::memory_order_release); }
-
- private:
-  std::atomic<bool> flag_{false};  // SYNC POINT: release in unlock, acquire in lock
-};
 
 class Parker {
  public:

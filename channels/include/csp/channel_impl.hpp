@@ -1,0 +1,364 @@
+// csp/channel_impl.hpp: the interface every channel implementation (transport)
+// provides, and the in-process implementation behind csp::Channel<T>.
+//
+// Contract of a ChannelImpl<T> (each transport passes the conformance suite
+// in tests/channels/):
+// - read_until(d): the next value, or nullopt once `d` passed with none;
+//   throws ChannelPoisoned once poisoned, ChannelRetired once the writer side
+//   retired and nothing is left to read. A value it returns is removed from
+//   the channel exactly once.
+// - write_until(v, d): true once v was taken by a reader or buffered; false
+//   when `d` passed first, and then v is untouched (still the caller's).
+//   Throws ChannelPoisoned / ChannelRetired (reader side retired) without
+//   touching v.
+// - join(side)/leave(side): membership of ends; a side retires when its last
+//   member leaves, never when it never had one.
+// - poison(): permanent; wakes every blocked operation.
+// - lockable() implementations also offer the *_locked primitives that
+//   alternation uses to commit a choice under the channel's lock (Go's
+//   select). Other implementations are polled by alternation.
+//
+// InprocChannel invariants (guarded by `lock_`):
+// - At most one of readers_ and writers_ holds ops that can still be
+//   selected, except transiently for ops of selects that were won elsewhere
+//   (those are dropped by whoever meets them).
+// - If readers_ holds a live op, the buffer is empty; if writers_ holds a
+//   live op, the buffer is full.
+// - An op's waiter is woken only after its value moved, by the winner of its
+//   try_select, and after the winner has dropped the lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <csp/buffer.hpp>
+#include <csp/detail/spin_lock.hpp>
+#include <csp/detail/wait.hpp>
+#include <csp/error.hpp>
+
+namespace csp {
+
+/// Cross-process transports a channel can be given (DESIGN §4).
+enum class transport { automatic, inproc, shm, pipe, socket };
+
+namespace detail {
+
+std::string deadlock_message();  // defined in the runtime
+
+enum class Side : std::uint8_t { reader, writer };
+
+/// A registration of a blocked operation (or one guard of a select) in a
+/// channel's queue. Lives on the blocked process's stack.
+struct Op {
+  Waiter* waiter_ = nullptr;      // whose selection this op competes for
+  std::uintptr_t token_ = 0;      // the token it selects the waiter with
+  void* slot_ = nullptr;          // reader: std::optional<T>* to fill; writer: T* to take
+  Op* prev_ = nullptr;
+  Op* next_ = nullptr;
+  bool linked_ = false;           // in a queue (guarded by the channel lock)
+};
+
+/// FIFO of ops, intrusive.
+class OpQueue {
+ public:
+  void push_back(Op* op) noexcept {
+    op->prev_ = tail_;
+    op->next_ = nullptr;
+    if (tail_) tail_->next_ = op; else head_ = op;
+    tail_ = op;
+    op->linked_ = true;
+  }
+  Op* pop_front() noexcept {
+    Op* op = head_;
+    if (op) unlink(op);
+    return op;
+  }
+  void unlink(Op* op) noexcept {
+    if (!op->linked_) return;
+    if (op->prev_) op->prev_->next_ = op->next_; else head_ = op->next_;
+    if (op->next_) op->next_->prev_ = op->prev_; else tail_ = op->prev_;
+    op->prev_ = op->next_ = nullptr;
+    op->linked_ = false;
+  }
+  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
+
+ private:
+  Op* head_ = nullptr;
+  Op* tail_ = nullptr;
+};
+
+/// Outcome of trying an operation under the lock.
+enum class Poll : std::uint8_t { ready, not_ready, retired, poisoned };
+
+/// The untyped part of every channel.
+class ChannelCore {
+ public:
+  explicit ChannelCore(std::string name) : name_(std::move(name)) {
+    static std::atomic<std::uint64_t> next_id{0};
+    id_ = ++next_id;
+    if (name_.empty()) name_ = "channel#" + std::to_string(id_);
+  }
+  virtual ~ChannelCore() = default;
+  ChannelCore(const ChannelCore&) = delete;
+  ChannelCore& operator=(const ChannelCore&) = delete;
+
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  /// Global order in which alternation takes channel locks.
+  [[nodiscard]] std::uint64_t id() const noexcept { return id_; }
+
+  virtual void join(Side side) = 0;
+  virtual void leave(Side side) = 0;
+  virtual void poison() = 0;
+  [[nodiscard]] virtual bool poisoned() const = 0;
+  /// True if lock()/unlock() and the *_locked primitives are available.
+  [[nodiscard]] virtual bool lockable() const noexcept { return false; }
+  virtual void lock() noexcept {}
+  virtual void unlock() noexcept {}
+  /// Under lock: unlinks an op enqueued by alternation (no-op if gone).
+  virtual void unlink_locked(Op&) noexcept {}
+  /// The transport values take when this channel crosses a process boundary.
+  [[nodiscard]] transport preferred_transport() const noexcept { return transport_; }
+  void set_preferred_transport(transport t) noexcept { transport_ = t; }
+
+  [[noreturn]] void throw_poisoned() const { throw ChannelPoisoned("csp: channel '" + name_ + "' is poisoned"); }
+  [[noreturn]] void throw_retired(Side side) const {
+    throw ChannelRetired("csp: channel '" + name_ + "': every " +
+                         (side == Side::reader ? "reader" : "writer") + " has retired");
+  }
+  [[noreturn]] static void throw_deadlock() { throw Deadlock(deadlock_message()); }
+
+ protected:
+  std::string name_;                          // for messages and reports
+  std::uint64_t id_ = 0;                      // unique in this OS process
+  transport transport_ = transport::automatic;
+};
+
+template <class T>
+class ChannelImpl : public ChannelCore {
+ public:
+  using ChannelCore::ChannelCore;
+  virtual std::optional<T> read_until(Deadline deadline) = 0;
+  virtual bool write_until(T& value, Deadline deadline) = 0;
+  // Alternation primitives (lockable implementations only; called under lock).
+  /// Takes a value now if one is there; `wake` gets a waiter to wake after unlock.
+  virtual Poll poll_read_locked(std::optional<T>& /*out*/, Waiter*& /*wake*/) { return Poll::not_ready; }
+  /// Hands `value` over now if possible (moved from only when ready).
+  virtual Poll poll_write_locked(T& /*value*/, Waiter*& /*wake*/) { return Poll::not_ready; }
+  virtual void enqueue_read_locked(Op& /*op*/) {}
+  virtual void enqueue_write_locked(Op& /*op*/) {}
+};
+
+/// The shared-state channel of one OS process (coroutines, threads, main).
+template <class T>
+class InprocChannel final : public ChannelImpl<T> {
+  using Base = ChannelImpl<T>;
+
+ public:
+  explicit InprocChannel(std::string name) : Base(std::move(name)) {}
+  InprocChannel(std::string name, detail::ChannelBuffer<T> buffer) : Base(std::move(name)), buffer_(std::move(buffer)) {}
+
+  std::optional<T> read_until(Deadline deadline) override {
+    std::optional<T> out;
+    Waiter* wake = nullptr;
+    lock_.lock();
+    switch (poll_read_locked(out, wake)) {
+      case Poll::ready:
+        lock_.unlock();
+        if (wake) wake->wake();
+        return out;
+      case Poll::poisoned:
+        lock_.unlock();
+        this->throw_poisoned();
+      case Poll::retired:
+        lock_.unlock();
+        this->throw_retired(Side::writer);
+      case Poll::not_ready:
+        break;
+    }
+    if (deadline != forever && deadline <= Clock::now()) {
+      lock_.unlock();
+      return std::nullopt;
+    }
+    Waiter w("read", this->name_);
+    Op op{&w, kFirstGuard, &out};
+    readers_.push_back(&op);
+    lock_.unlock();
+    return finish(detail::wait(w, deadline), op, std::move(out), Side::writer);
+  }
+
+  bool write_until(T& value, Deadline deadline) override {
+    Waiter* wake = nullptr;
+    lock_.lock();
+    switch (poll_write_locked(value, wake)) {
+      case Poll::ready:
+        lock_.unlock();
+        if (wake) wake->wake();
+        return true;
+      case Poll::poisoned:
+        lock_.unlock();
+        this->throw_poisoned();
+      case Poll::retired:
+        lock_.unlock();
+        this->throw_retired(Side::reader);
+      case Poll::not_ready:
+        break;
+    }
+    if (deadline != forever && deadline <= Clock::now()) {
+      lock_.unlock();
+      return false;
+    }
+    Waiter w("write", this->name_);
+    Op op{&w, kFirstGuard, &value};
+    writers_.push_back(&op);
+    lock_.unlock();
+    return finish(detail::wait(w, deadline), op, true, Side::reader).has_value();
+  }
+
+  Poll poll_read_locked(std::optional<T>& out, Waiter*& wake) override {
+    if (poisoned_) return Poll::poisoned;
+    if (!buffer_.empty()) {
+      out.emplace(buffer_.pop());
+      // A writer blocked on the full buffer can now put its value in.
+      while (Op* op = writers_.pop_front()) {
+        if (op->waiter_->try_select(op->token_)) {
+          buffer_.push(std::move(*static_cast<T*>(op->slot_)));
+          wake = op->waiter_;
+          break;
+        }
+      }
+      return Poll::ready;
+    }
+    while (Op* op = writers_.pop_front()) {
+      if (op->waiter_->try_select(op->token_)) {
+        out.emplace(std::move(*static_cast<T*>(op->slot_)));  // direct hand-off
+        wake = op->waiter_;
+        return Poll::ready;
+      }
+    }
+    return retired(Side::writer) ? Poll::retired : Poll::not_ready;
+  }
+
+  Poll poll_write_locked(T& value, Waiter*& wake) override {
+    if (poisoned_) return Poll::poisoned;
+    if (retired(Side::reader)) return Poll::retired;
+    while (Op* op = readers_.pop_front()) {
+      if (op->waiter_->try_select(op->token_)) {
+        static_cast<std::optional<T>*>(op->slot_)->emplace(std::move(value));  // direct hand-off
+        wake = op->waiter_;
+        return Poll::ready;
+      }
+    }
+    if (buffer_.capacity() != 0 && !buffer_.full()) {
+      buffer_.push(std::move(value));
+      return Poll::ready;
+    }
+    return Poll::not_ready;
+  }
+
+  void enqueue_read_locked(Op& op) override { readers_.push_back(&op); }
+  void enqueue_write_locked(Op& op) override { writers_.push_back(&op); }
+  void unlink_locked(Op& op) noexcept override {
+    readers_.unlink(&op);
+    writers_.unlink(&op);
+  }
+  [[nodiscard]] bool lockable() const noexcept override { return true; }
+  void lock() noexcept override { lock_.lock(); }
+  void unlock() noexcept override { lock_.unlock(); }
+
+  void join(Side side) override {
+    std::lock_guard guard(lock_);
+    ++count(side);
+    ever(side) = true;
+  }
+
+  void leave(Side side) override {
+    lock_.lock();
+    if (count(side) > 0 && --count(side) == 0) {
+      // The side retired: every blocked operation re-examines the channel.
+      wake_all_locked(kRetired);
+      return;  // unlocked by wake_all_locked
+    }
+    lock_.unlock();
+  }
+
+  void poison() override {
+    lock_.lock();
+    poisoned_ = true;
+    wake_all_locked(kPoisoned);
+  }
+  [[nodiscard]] bool poisoned() const override {
+    std::lock_guard guard(lock_);
+    return poisoned_;
+  }
+
+ private:
+  [[nodiscard]] bool retired(Side side) const noexcept { return ever(side) && count(side) == 0; }
+  std::size_t& count(Side side) noexcept { return side == Side::reader ? readers_count_ : writers_count_; }
+  [[nodiscard]] std::size_t count(Side side) const noexcept {
+    return side == Side::reader ? readers_count_ : writers_count_;
+  }
+  bool& ever(Side side) noexcept { return side == Side::reader ? readers_ever_ : writers_ever_; }
+  [[nodiscard]] bool ever(Side side) const noexcept { return side == Side::reader ? readers_ever_ : writers_ever_; }
+
+  /// Selects every queued op with `token`, unlocks, then wakes the winners
+  /// (Go's closechan: collect, unlock, wake).
+  void wake_all_locked(std::uintptr_t token) {
+    Op* won = nullptr;
+    for (OpQueue* q : {&readers_, &writers_}) {
+      while (Op* op = q->pop_front()) {
+        if (op->waiter_->try_select(token)) {
+          op->next_ = won;  // reuse the link: the op is ours until we wake it
+          won = op;
+        }
+      }
+    }
+    lock_.unlock();
+    while (won) {
+      Op* next = won->next_;
+      won->waiter_->wake();
+      won = next;
+    }
+  }
+
+  /// After wait(): the op either completed (our token), or must be unlinked.
+  template <class R>
+  std::optional<R> finish(std::uintptr_t token, Op& op, R&& result, Side other) {
+    if (token == kFirstGuard) return std::optional<R>(std::forward<R>(result));
+    lock_.lock();
+    unlink_locked(op);
+    lock_.unlock();
+    switch (token) {
+      case kTimedOut:
+        return std::nullopt;
+      case kPoisoned:
+        this->throw_poisoned();
+      case kRetired:
+        this->throw_retired(other);
+      case kDeadlock:
+        this->throw_deadlock();
+      default:
+        throw Error("csp: channel '" + this->name_ + "': unexpected wake-up token " + std::to_string(token));
+    }
+  }
+  // finish() for a read returns std::optional<std::optional<T>>; flatten.
+  std::optional<T> finish(std::uintptr_t token, Op& op, std::optional<T>&& out, Side other) {
+    auto r = finish<std::optional<T>>(token, op, std::move(out), other);
+    return r ? std::move(*r) : std::nullopt;
+  }
+
+  mutable SpinLock lock_;                  // guards every member below
+  OpQueue readers_;                        // blocked readers (and selects' input guards)
+  OpQueue writers_;                        // blocked writers (and selects' output guards)
+  detail::ChannelBuffer<T> buffer_;        // capacity 0: rendezvous
+  std::size_t readers_count_ = 0;          // reader ends that have not left
+  std::size_t writers_count_ = 0;          // writer ends that have not left
+  bool readers_ever_ = false;              // a reader end ever joined
+  bool writers_ever_ = false;              // a writer end ever joined
+  bool poisoned_ = false;
+};
+
+}  // namespace detail
+}  // namespace csp
