@@ -65,7 +65,7 @@ void print_table(std::FILE* out, const std::vector<Row>& rows,
     std::vector<std::string> c = {e.workload, e.size ? size_label(e.size) : "-", e.transport,
                                   r.metric->unit};
     if (!r.error.empty()) {
-      c.insert(c.end(), {"FAILED", "", "", "", "", r.error});
+      c.insert(c.end(), {"FAILED", "", "", "", "", r.error.substr(0, r.error.find('\n'))});
     } else {
       const Summary& s = r.summary;
       const double spread = s.median > 0 ? (s.max - s.min) / s.median * 100 : 0;

@@ -40,4 +40,14 @@ class ByteStream {
   [[nodiscard]] virtual std::string describe() const = 0;
 };
 
+/// A connection made before fork(): each side takes its end after the fork
+/// (the parent calls parent_end(), the child child_end(); each closes what
+/// belongs to the other). Implemented by every cross-process transport.
+class ForkLink {
+ public:
+  virtual ~ForkLink() = default;
+  virtual std::unique_ptr<ByteStream> parent_end() = 0;
+  virtual std::unique_ptr<ByteStream> child_end() = 0;
+};
+
 }  // namespace csp::transport_detail
