@@ -498,7 +498,9 @@ void Scheduler::check_deadlock() noexcept {
     if (!w->object_.empty()) report << " on '" << w->object_ << "'";
     if (w->deadlockable_) to_break.push_back(w);
   }
-  if (to_break.empty()) return;
+  // A thread that registered meanwhile (it waits on registry_mutex_ after
+  // counting itself live) may still talk to the blocked processes.
+  if (to_break.empty() || live_.load(std::memory_order_acquire) != 0) return;
   std::string message = "csp: deadlock: all " + std::to_string(blocked) +
                         " processes are blocked and nothing can wake them:" + report.str();
   set_deadlock_message(message);
@@ -606,6 +608,9 @@ void remove_wake_source() noexcept { scheduler().live_add(-kSource); }
 
 void start(std::unique_ptr<ProcessBody> body, Latch* latch, Placement placement) {
   Scheduler& s = scheduler();
+  // A thread that starts processes counts as running from now on: until it
+  // blocks in csp it may still talk to them, so they are not deadlocked.
+  if (!current_task()) thread_parker();
   if (placement == Placement::thread) {
     std::string name = body->name_;
     s.live_.fetch_add(1, std::memory_order_acq_rel);  // counted from now: it will run
