@@ -146,7 +146,14 @@ bool Child::alive() const {
 }
 
 void Child::check_alive() const {
-  if (!alive()) throw Failure("floor child died");
+  if (pid_ <= 0) throw Failure("floor child already reaped");
+  siginfo_t info{};
+  if (waitid(P_PID, id_t(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0)
+    fail_errno("waitid", __FILE__, __LINE__);
+  if (info.si_pid == 0) return;  // still running
+  if (info.si_code == CLD_EXITED)
+    throw Failure("floor child exited early with status " + std::to_string(info.si_status));
+  throw Failure(std::string("floor child died of signal ") + strsignal(info.si_status));
 }
 
 // -------------------------------------------------------------------- fd I/O
