@@ -28,6 +28,9 @@ shm_before=$(ls /dev/shm | grep -c '^csp-bench-' || true)
 for opt in --quick --full --filter --transport --sizes --json --plot --list --reps --target; do
   grep -q -- "$opt" "$tmp/help" || fail "--help does not document $opt"
 done
+"$bench" --list --sizes 8 > "$tmp/list" || fail "--list exited non-zero"
+grep -q '^pingpong/floor:shm-ring/8 ' "$tmp/list" || fail "--list lacks pingpong/floor:shm-ring/8"
+if grep -q '/4K ' "$tmp/list"; then fail "--list ignores --sizes"; fi
 expect_usage_error() {
   local status=0
   "$bench" "$@" > "$tmp/out" 2> "$tmp/err" || status=$?
