@@ -295,12 +295,20 @@ std::string panel(const std::string& data, const std::vector<Series>& series,
        << "unset label 1\nset ytics\nset autoscale y\nset logscale y\n";
     return gp.str();
   }
+  // 16 distinguishable colours; floors thin with open points, csp thick with
+  // filled ones, shapes cycling so a repeated colour still differs.
+  static const char* const kColours[] = {
+      "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+      "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#843c39", "#7b4173", "#3182bd", "#e6550d"};
+  static const int kOpen[] = {6, 4, 8, 10, 12, 14};
+  static const int kFilled[] = {7, 5, 9, 11, 13, 15};
   gp << "plot ";
   for (std::size_t i = 0; i < series.size(); ++i) {
     const Series& s = series[i];
     gp << (i ? ", \\\n     " : "") << gp_quote(data) << " index " << i
-       << " using 1:2:3:4 with yerrorlines lw " << (s.floor ? 1 : 2) << " pt "
-       << (s.floor ? 6 : 7) << " ps 0.7 title " << gp_quote(gp_plain(s.transport));
+       << " using 1:2:3:4 with yerrorlines lc rgb '" << kColours[i % 16] << "' lw "
+       << (s.floor ? 1 : 2) << " pt " << (s.floor ? kOpen : kFilled)[(i / 3) % 6]
+       << " ps 0.7 title " << gp_quote(gp_plain(s.transport));
   }
   gp << "\n";
   return gp.str();
