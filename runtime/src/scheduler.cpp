@@ -58,27 +58,16 @@ Config config_from_env(Config config) {
   std::abort();
 }
 
-/// boost::context StackAllocator handing out pooled stacks to one task.
-struct TaskStackAllocator {
-  Task* task;
-  std::size_t size;
-  boost::context::stack_context allocate() {
-    task->stack_ = stack_pool().acquire(size);
-    boost::context::stack_context sc;
-    sc.size = task->stack_.size - kCanaryBytes;
-    sc.sp = task->stack_.top();
-    return sc;
-  }
-  void deallocate(boost::context::stack_context&) noexcept { stack_pool().release(task->stack_); }
-};
+namespace bctx = boost::context::detail;
 
-void after_switch(boost::context::fiber&& from) noexcept;
+void after_switch(bctx::transfer_t from) noexcept;
 
 /// The one place a worker changes stacks. `from` null means the worker loop.
 void switch_to(Worker* w, Task* from, Task* to) noexcept {
   w->prev_ = from;
   w->prev_is_main_ = from == nullptr;
   w->current_ = to;
+  if (to) to->worker_ = w;
 #if defined(CSP_ASAN)
   __sanitizer_start_switch_fiber(from ? &from->asan_fake_stack_ : &w->main_asan_fake_stack_,
                                  to ? static_cast<const void*>(to->stack_.bottom) : w->main_stack_bottom_,
@@ -87,16 +76,19 @@ void switch_to(Worker* w, Task* from, Task* to) noexcept {
 #if defined(CSP_TSAN)
   __tsan_switch_to_fiber(to ? to->tsan_fiber_ : w->main_tsan_fiber_, 0);
 #endif
-  boost::context::fiber& target = to ? to->ctx_ : w->main_ctx_;
-  boost::context::fiber back = std::move(target).resume();
-  after_switch(std::move(back));
+  // Boost.Context's raw jump (the fiber API on top of it adds a swap and
+  // a branch per switch that the hot path does not need).
+  // The worker travels in the transfer: whoever resumes us runs on the
+  // thread we resume on, so no thread-local lookup is needed after a switch.
+  after_switch(bctx::jump_fcontext(to ? to->ctx_ : w->main_ctx_, w));
 }
 
 /// Runs first on the stack just switched to: saves the continuation of the
 /// context that switched away and finishes what it was doing (parking,
 /// yielding, dying).
-void after_switch(boost::context::fiber&& from) noexcept {
-  Worker* w = current_worker();
+void after_switch(bctx::transfer_t back) noexcept {
+  auto* w = static_cast<Worker*>(back.data);
+  bctx::fcontext_t from = back.fctx;
 #if defined(CSP_ASAN)
   {
     const void* old_bottom = nullptr;
@@ -111,30 +103,24 @@ void after_switch(boost::context::fiber&& from) noexcept {
   }
 #endif
   if (w->prev_is_main_) {
-    w->main_ctx_ = std::move(from);
+    w->main_ctx_ = from;
     return;
   }
   Task* prev = w->prev_;
   switch (prev->switching_) {
     case Task::Switch::die:
-      delete prev;  // its stack went back to the pool on the way here
+      stack_pool().release(prev->stack_);  // we are off that stack now
+      delete prev;
       return;
     case Task::Switch::yield:
-      prev->ctx_ = std::move(from);
+      prev->ctx_ = from;
       w->push(prev);
       return;
-    case Task::Switch::park: {
-      prev->ctx_ = std::move(from);
-      std::uint32_t expected = kParking;
-      // SYNC POINT: release publishes ctx_ to the unparker's acquire in unpark().
-      if (!prev->state_.compare_exchange_strong(expected, kParked, std::memory_order_acq_rel)) {
-        // Notified while switching out: it is runnable now.
-        prev->state_.store(kRunning, std::memory_order_relaxed);
-        prev->worker_ = w;
-        w->push(prev);
-      }
+    case Task::Switch::park:
+      prev->ctx_ = from;
+      // SYNC POINT: release pairs with the acquire spin in unpark().
+      prev->state_.store(kParked, std::memory_order_release);
       return;
-    }
   }
 }
 
@@ -149,6 +135,33 @@ void run_task_body(Task* task) noexcept {
   task->spawned_.clear();
   scheduler().registry_remove(task);
   if (task->latch_) task->latch_->arrive(error);
+}
+
+/// First code on a new task's stack; never returns (the stack is released
+/// by whoever runs next, in after_switch).
+[[noreturn]] void task_entry(bctx::transfer_t t) noexcept {
+  after_switch(t);
+  Task* task = static_cast<Worker*>(t.data)->current_;
+  run_task_body(task);
+  Worker* w = task->worker_;  // it may have moved to another worker
+  w->poll_due();
+  Task* next = w->pick_next();
+  task->switching_ = Task::Switch::die;
+  if (!StackPool::intact(task->stack_)) stack_overflow(task);
+  w->prev_ = task;
+  w->prev_is_main_ = false;
+  w->current_ = next;
+#if defined(CSP_ASAN)
+  __sanitizer_start_switch_fiber(nullptr,
+                                 next ? static_cast<const void*>(next->stack_.bottom) : w->main_stack_bottom_,
+                                 next ? next->stack_.size : w->main_stack_size_);
+#endif
+#if defined(CSP_TSAN)
+  __tsan_switch_to_fiber(next ? next->tsan_fiber_ : w->main_tsan_fiber_, 0);
+#endif
+  if (next) next->worker_ = w;
+  bctx::jump_fcontext(next ? next->ctx_ : w->main_ctx_, w);
+  __builtin_unreachable();
 }
 
 }  // namespace
@@ -191,12 +204,15 @@ void Worker::start() {
   thread_ = std::thread([this] { run(); });
 }
 
-Task* Worker::pick_next() noexcept {
+void Worker::poll_due() noexcept {
   if (timer_count_.load(std::memory_order_relaxed) + fd_count_.load(std::memory_order_relaxed) != 0 &&
       (++tick_ & 63) == 0) {
     run_timers();
     if (fd_count_.load(std::memory_order_relaxed) != 0) poll_fds(0);
   }
+}
+
+Task* Worker::pick_next() noexcept {
   Task* next = runnext_.load(std::memory_order_relaxed);
   if (next && runnext_streak_ < 64) {
     ++runnext_streak_;
@@ -210,6 +226,7 @@ Task* Worker::pick_next() noexcept {
       Task* t = queue_.front();
       queue_.pop_front();
       queue_size_.store(queue_.size(), std::memory_order_relaxed);
+      dequeues_.store(dequeues_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       return t;
     }
   }
@@ -221,16 +238,18 @@ Task* Worker::pick_next() noexcept {
 }
 
 void Worker::push(Task* task) noexcept {
+  std::size_t size;
   {
     std::lock_guard lock(queue_lock_);
     queue_.push_back(task);
-    queue_size_.store(queue_.size(), std::memory_order_relaxed);
+    size = queue_.size();
+    queue_size_.store(size, std::memory_order_relaxed);
   }
   if (current_worker() != this) {
     make_busy();
     notify();
-  } else {
-    sched_.wake_idle_worker();
+  } else if (size >= 2) {
+    sched_.wake_idle_worker();  // a backlog: let a sleeping worker come and steal
   }
 }
 
@@ -354,29 +373,15 @@ void Worker::run() {
 #if defined(CSP_TSAN)
   main_tsan_fiber_ = __tsan_get_current_fiber();
 #endif
-  std::vector<Task*> stolen;
   const auto spin = std::chrono::microseconds(sched_.config_.spin_us);
+  // Steal only from a worker whose queue made no progress for a while: a
+  // queue that its owner drains quickly belongs to processes that talk to
+  // each other, and moving one of them to another core would turn every
+  // hand-off into a cross-core wake-up.
+  const auto patience = std::chrono::microseconds(5);
+  std::vector<std::uint64_t> seen(sched_.workers_.size());
   while (!stop_.load(std::memory_order_acquire)) {
-    Task* next = pick_next();
-    if (!next) {
-      // Steal half of someone's queue, starting after ourselves.
-      const auto n = sched_.workers_.size();
-      for (std::size_t k = 1; k < n && !next; ++k) {
-        Worker& victim = *sched_.workers_[(index_ + k) % n];
-        stolen.clear();
-        if (victim.steal_into(stolen) != 0) {
-          next = stolen.back();
-          stolen.pop_back();
-          if (!stolen.empty()) {
-            std::lock_guard lock(queue_lock_);
-            for (Task* t : stolen) queue_.push_back(t);
-            queue_size_.store(queue_.size(), std::memory_order_relaxed);
-          }
-        }
-      }
-    }
-    if (next) {
-      next->worker_ = this;
+    if (Task* next = pick_next()) {
       switch_to(this, nullptr, next);
       continue;
     }
@@ -384,13 +389,34 @@ void Worker::run() {
     run_timers();
     if (fd_count_.load(std::memory_order_relaxed) != 0) poll_fds(0);
     if (runnext_.load(std::memory_order_relaxed) || queue_size_.load(std::memory_order_relaxed)) continue;
+    Task* stolen = nullptr;
     bool found = false;
-    for (auto until = Clock::now() + spin; Clock::now() < until;) {
-      for (int i = 0; i < 64; ++i) __builtin_ia32_pause();
-      if (queue_size_.load(std::memory_order_relaxed)) { found = true; break; }
-      for (auto& other : sched_.workers_)
-        if (other.get() != this && other->queue_size_.load(std::memory_order_relaxed) > 0) found = true;
-      if (found || timer_count_.load(std::memory_order_relaxed) || stop_.load(std::memory_order_relaxed)) break;
+    auto now = Clock::now();
+    const auto until = now + spin;
+    auto next_look = now + patience;
+    for (std::size_t v = 0; v < seen.size(); ++v) seen[v] = sched_.workers_[v]->dequeues_.load(std::memory_order_relaxed);
+    while (now < until && !found) {
+      for (int i = 0; i < 32; ++i) __builtin_ia32_pause();
+      if (queue_size_.load(std::memory_order_relaxed) || runnext_.load(std::memory_order_relaxed) ||
+          timer_count_.load(std::memory_order_relaxed) || stop_.load(std::memory_order_relaxed)) {
+        found = true;
+        break;
+      }
+      now = Clock::now();
+      if (now < next_look) continue;
+      next_look = now + patience;
+      for (std::size_t k = 1; k < seen.size() && !stolen; ++k) {
+        std::size_t v = (index_ + k) % seen.size();
+        Worker& victim = *sched_.workers_[v];
+        std::uint64_t d = victim.dequeues_.load(std::memory_order_relaxed);
+        if (victim.queue_size_.load(std::memory_order_relaxed) != 0 && d == seen[v]) stolen = steal_from(victim);
+        seen[v] = d;
+      }
+      found = stolen != nullptr;
+    }
+    if (stolen) {
+      switch_to(this, nullptr, stolen);
+      continue;
     }
     if (found) continue;
     sleeping_.store(true, std::memory_order_seq_cst);
@@ -408,6 +434,19 @@ void Worker::run() {
     sleeping_.store(false, std::memory_order_relaxed);
     make_busy();
   }
+}
+
+Task* Worker::steal_from(Worker& victim) noexcept {
+  std::vector<Task*> stolen;
+  if (victim.steal_into(stolen) == 0) return nullptr;
+  Task* next = stolen.back();
+  stolen.pop_back();
+  if (!stolen.empty()) {
+    std::lock_guard lock(queue_lock_);
+    for (Task* t : stolen) queue_.push_back(t);
+    queue_size_.store(queue_.size(), std::memory_order_relaxed);
+  }
+  return next;
 }
 
 // ---------------------------------------------------------------------------
@@ -440,7 +479,9 @@ void Scheduler::schedule(Task* task) noexcept {
   Worker* w = current_worker();
   if (w && &w->sched_ == this) {
     task->worker_ = w;
-    Task* displaced = w->runnext_.exchange(task, std::memory_order_relaxed);
+    // runnext_ is written only by its owner; others merely peek at it.
+    Task* displaced = w->runnext_.load(std::memory_order_relaxed);
+    w->runnext_.store(task, std::memory_order_relaxed);
     if (displaced) w->push(displaced);
     return;
   }
@@ -449,7 +490,17 @@ void Scheduler::schedule(Task* task) noexcept {
 
 void Scheduler::launch(Task* task) noexcept {
   Worker* w = current_worker();
-  if (!w || &w->sched_ != this) w = workers_[next_worker_.fetch_add(1) % workers_.size()].get();
+  if (!w || &w->sched_ != this) {
+    // A thread puts all it starts on one worker (processes started together
+    // usually talk to each other); idle workers steal a backlog.
+    thread_local std::uint64_t generation = 0;
+    thread_local unsigned chosen = 0;
+    if (generation != generation_) {
+      generation = generation_;
+      chosen = next_worker_.fetch_add(1);
+    }
+    w = workers_[chosen % workers_.size()].get();
+  }
   task->worker_ = w;
   w->push(task);
 }
@@ -560,13 +611,16 @@ ThreadParker* thread_parker() {
 }
 
 void park_task(Task* self) noexcept {
-  std::uint32_t expected = kRunning;
-  if (!self->state_.compare_exchange_strong(expected, kParking, std::memory_order_acq_rel)) {
-    self->state_.store(kRunning, std::memory_order_relaxed);  // notified before parking
-    return;
+  Worker* w = self->worker_;  // set whenever a worker switches to the task
+  if (w->timer_count_.load(std::memory_order_relaxed) + w->fd_count_.load(std::memory_order_relaxed) != 0) {
+    w->poll_due();  // may fire our own timer: then we are self-notified
+    if (self->self_notified_) {
+      self->self_notified_ = false;
+      return;
+    }
   }
-  if (!StackPool::intact(self->stack_)) stack_overflow(self);
-  Worker* w = current_worker();
+  if (!StackPool::intact(self->stack_)) [[unlikely]]
+    stack_overflow(self);
   self->switching_ = Task::Switch::park;
   switch_to(w, self, w->pick_next());
 }
@@ -580,20 +634,19 @@ void unpark(Parker* parker) noexcept {
     return;
   }
   auto* task = static_cast<Task*>(parker);
-  std::uint32_t s = task->state_.load(std::memory_order_acquire);
-  for (;;) {
-    if (s == kParked) {
-      // SYNC POINT: acquire pairs with the release in after_switch() that saved ctx_.
-      if (task->state_.compare_exchange_weak(s, kRunning, std::memory_order_acq_rel)) {
-        scheduler().schedule(task);
-        return;
-      }
-    } else if (s == kRunning || s == kParking) {
-      if (task->state_.compare_exchange_weak(s, kNotified, std::memory_order_acq_rel)) return;
-    } else {
-      return;  // already notified
-    }
+  Worker* here = t_worker;  // no switch in this function: a plain TLS read is safe
+  if (here && here->current_ == task) {  // we won our own waiter while parking
+    task->self_notified_ = true;
+    return;
   }
+  // The task may still be switching out on another thread: wait until its
+  // continuation is saved (a few instructions, unless that thread was preempted).
+  for (unsigned spins = 0; task->state_.load(std::memory_order_acquire) != kParked; ++spins) {
+    if (spins < 1024) __builtin_ia32_pause();
+    else std::this_thread::yield();
+  }
+  task->state_.store(kRunning, std::memory_order_relaxed);
+  task->worker_->sched_.schedule(task);
 }
 
 Parker* current_parker() noexcept {
@@ -636,28 +689,8 @@ void start(std::unique_ptr<ProcessBody> body, Latch* latch, Placement placement)
 #if defined(CSP_TSAN)
   task->tsan_fiber_ = __tsan_create_fiber(0);
 #endif
-  task->ctx_ = boost::context::fiber(
-      std::allocator_arg, TaskStackAllocator{task, s.config_.stack_size},
-      [task](boost::context::fiber&& from) -> boost::context::fiber {
-        after_switch(std::move(from));
-        run_task_body(task);
-        Worker* w = current_worker();
-        Task* next = w->pick_next();
-        task->switching_ = Task::Switch::die;
-        if (!StackPool::intact(task->stack_)) stack_overflow(task);
-        w->prev_ = task;
-        w->prev_is_main_ = false;
-        w->current_ = next;
-#if defined(CSP_ASAN)
-        __sanitizer_start_switch_fiber(nullptr,
-                                       next ? static_cast<const void*>(next->stack_.bottom) : w->main_stack_bottom_,
-                                       next ? next->stack_.size : w->main_stack_size_);
-#endif
-#if defined(CSP_TSAN)
-        __tsan_switch_to_fiber(next ? next->tsan_fiber_ : w->main_tsan_fiber_, 0);
-#endif
-        return std::move(next ? next->ctx_ : w->main_ctx_);
-      });
+  task->stack_ = stack_pool().acquire(s.config_.stack_size);
+  task->ctx_ = bctx::make_fcontext(task->stack_.top(), task->stack_.size - kCanaryBytes, &task_entry);
   s.registry_add(task);
   s.launch(task);
 }
@@ -726,6 +759,7 @@ void yield() {
     return;
   }
   detail::Worker* w = detail::current_worker();
+  w->poll_due();
   detail::Task* next = w->pick_next();
   if (!next) return;
   self->switching_ = detail::Task::Switch::yield;

@@ -6,8 +6,11 @@
 //   a worker's `runnext_` slot, a worker's `queue_`, or parked. Its
 //   `ctx_` holds its continuation exactly while it is not running.
 // - A task is made runnable only after its continuation has been saved:
-//   unpark() on a task still switching out (state kParking) only marks it
-//   kNotified, and after_switch() on the other side of that switch queues it.
+//   after_switch() on the far side of its switch stores kParked (release),
+//   and unpark() waits for kParked (acquire) before scheduling it. Only the
+//   winner of a Waiter unparks, once, so no read-modify-write is needed.
+//   A task that wins its own Waiter while parking (its timer fired as it
+//   polled) is "self-notified" and does not switch out at all.
 // - `live_` counts busy workers + running registered threads in its low 32
 //   bits and wake sources (armed timers, watched fds, children) in its high
 //   32 bits. It is zero only when nothing can ever wake a parked waiter;
@@ -20,7 +23,7 @@
 #include <sys/epoll.h>
 
 #include <atomic>
-#include <boost/context/fiber.hpp>
+#include <boost/context/detail/fcontext.hpp>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -48,7 +51,7 @@ class Parker {
   virtual ~Parker() = default;
 
   const Kind kind_;
-  /// Task: kRunning/kParking/kParked/kNotified. Thread: futex word, 1 = notified.
+  /// Task: kRunning/kParked. Thread: futex word, 1 = notified.
   std::atomic<std::uint32_t> state_{0};
   /// The waiter this context blocks on, for the deadlock detector.
   std::atomic<Waiter*> waiting_on_{nullptr};
@@ -61,7 +64,7 @@ class Parker {
   Parker* reg_next_ = nullptr;
 };
 
-enum : std::uint32_t { kRunning = 0, kParking = 1, kParked = 2, kNotified = 3 };
+enum : std::uint32_t { kRunning = 0, kParked = 2 };
 
 /// A coroutine process.
 class Task final : public Parker {
@@ -69,12 +72,13 @@ class Task final : public Parker {
   Task() noexcept : Parker(Kind::task) {}
   ~Task() override;
 
-  boost::context::fiber ctx_;            // continuation while not running
+  boost::context::detail::fcontext_t ctx_ = nullptr;  // continuation while not running
   Worker* worker_ = nullptr;             // worker it runs on or is queued on
   std::unique_ptr<ProcessBody> body_;    // destroyed as the process finishes
   Latch* latch_ = nullptr;               // told when the process finishes
   Stack stack_;                          // its stack (canary checked at switches)
   enum class Switch : std::uint8_t { park, yield, die } switching_ = Switch::park;
+  bool self_notified_ = false;           // unparked by itself while parking (owner only)
 #if defined(CSP_ASAN)
   void* asan_fake_stack_ = nullptr;
 #endif
@@ -111,10 +115,15 @@ class Worker {
 
   /// Next task to run on this worker, or null. Owner thread only.
   Task* pick_next() noexcept;
+  /// Fires due timers and ready fds now and then (every 64 calls) while
+  /// the worker is busy. Owner thread only.
+  void poll_due() noexcept;
   /// Queues at the back (any thread).
   void push(Task* task) noexcept;
   /// Takes up to half of this worker's queue into `out` (thieves).
   std::size_t steal_into(std::vector<Task*>& out) noexcept;
+  /// Steals half of `victim`'s queue; returns one to run (others queued here).
+  Task* steal_from(Worker& victim) noexcept;
   /// Wakes the worker if it sleeps in epoll.
   void notify() noexcept;
   /// Counts the worker busy again if it had counted itself out.
@@ -130,7 +139,7 @@ class Worker {
   Scheduler& sched_;
   const unsigned index_;
   std::thread thread_;
-  boost::context::fiber main_ctx_;       // the loop's continuation while a task runs
+  boost::context::detail::fcontext_t main_ctx_ = nullptr;  // the loop's continuation while a task runs
   Task* current_ = nullptr;              // running task; null while in the loop
   Task* prev_ = nullptr;                 // who switched away (read by after_switch)
   bool prev_is_main_ = false;            // the loop switched away
@@ -140,6 +149,7 @@ class Worker {
   SpinLock queue_lock_;                  // guards queue_
   std::deque<Task*> queue_;              // stealable FIFO of ready tasks
   std::atomic<std::size_t> queue_size_{0};
+  std::atomic<std::uint64_t> dequeues_{0};   // tasks taken from queue_ by the owner (thieves watch progress)
   std::atomic<bool> sleeping_{false};    // in epoll_wait (or about to be)
   std::atomic<bool> idle_counted_{false};
   std::atomic<bool> stop_{false};
