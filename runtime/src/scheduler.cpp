@@ -60,10 +60,10 @@ Config config_from_env(Config config) {
 
 namespace bctx = boost::context::detail;
 
-void after_switch(bctx::transfer_t from) noexcept;
+inline void after_switch(bctx::transfer_t from) noexcept;
 
 /// The one place a worker changes stacks. `from` null means the worker loop.
-void switch_to(Worker* w, Task* from, Task* to) noexcept {
+__attribute__((always_inline)) inline void switch_to(Worker* w, Task* from, Task* to) noexcept {
   w->prev_ = from;
   w->prev_is_main_ = from == nullptr;
   w->current_ = to;
@@ -86,7 +86,7 @@ void switch_to(Worker* w, Task* from, Task* to) noexcept {
 /// Runs first on the stack just switched to: saves the continuation of the
 /// context that switched away and finishes what it was doing (parking,
 /// yielding, dying).
-void after_switch(bctx::transfer_t back) noexcept {
+__attribute__((always_inline)) inline void after_switch(bctx::transfer_t back) noexcept {
   auto* w = static_cast<Worker*>(back.data);
   bctx::fcontext_t from = back.fctx;
 #if defined(CSP_ASAN)
@@ -212,7 +212,7 @@ void Worker::poll_due() noexcept {
   }
 }
 
-Task* Worker::pick_next() noexcept {
+__attribute__((always_inline)) inline Task* Worker::pick_next() noexcept {
   Task* next = runnext_.load(std::memory_order_relaxed);
   if (next && runnext_streak_ < 64) {
     ++runnext_streak_;
@@ -245,12 +245,11 @@ void Worker::push(Task* task) noexcept {
     size = queue_.size();
     queue_size_.store(size, std::memory_order_relaxed);
   }
-  if (current_worker() != this) {
+  if (t_worker != this) {  // no switch here: a plain TLS read is safe
     make_busy();
     notify();
-  } else if (size >= 2) {
-    sched_.wake_idle_worker();  // a backlog: let a sleeping worker come and steal
   }
+  if (size >= 2) sched_.wake_idle_worker(this);  // a backlog: let a sleeping worker come and steal
 }
 
 std::size_t Worker::steal_into(std::vector<Task*>& out) noexcept {
@@ -505,10 +504,10 @@ void Scheduler::launch(Task* task) noexcept {
   w->push(task);
 }
 
-void Scheduler::wake_idle_worker() noexcept {
+void Scheduler::wake_idle_worker(Worker* busy) noexcept {
   if (sleeping_workers_.load(std::memory_order_relaxed) == 0) return;
   for (auto& w : workers_) {
-    if (w->sleeping_.load(std::memory_order_relaxed)) {
+    if (w.get() != busy && w->sleeping_.load(std::memory_order_relaxed)) {
       w->notify();
       return;
     }
@@ -610,7 +609,7 @@ ThreadParker* thread_parker() {
   return &holder.parker;
 }
 
-void park_task(Task* self) noexcept {
+__attribute__((always_inline)) inline void park_task(Task* self) noexcept {
   Worker* w = self->worker_;  // set whenever a worker switches to the task
   if (w->timer_count_.load(std::memory_order_relaxed) + w->fd_count_.load(std::memory_order_relaxed) != 0) {
     w->poll_due();  // may fire our own timer: then we are self-notified
@@ -647,6 +646,29 @@ void unpark(Parker* parker) noexcept {
   }
   task->state_.store(kRunning, std::memory_order_relaxed);
   task->worker_->sched_.schedule(task);
+}
+
+std::uintptr_t wait_task(Task* self, Waiter& w, Deadline deadline) {
+  if (deadline == forever) {
+    park_task(self);
+    return w.token();
+  }
+  if (deadline <= Clock::now()) {
+    if (w.try_select(kTimedOut)) return kTimedOut;  // nobody else will wake us
+    park_task(self);                                 // the winner's wake is on its way
+    return w.token();
+  }
+  TimerNode node;
+  node.deadline_ = deadline;
+  node.waiter_ = &w;
+  Worker* home = current_worker();
+  scheduler().live_.fetch_add(kSource, std::memory_order_acq_rel);
+  home->add_timer(&node);
+  park_task(self);
+  // The timer may have fired on `home` while we were woken elsewhere; taking
+  // its lock in remove_timer() also waits for a firing in progress.
+  if (home->remove_timer(&node)) scheduler().live_add(-kSource);
+  return w.token();
 }
 
 Parker* current_parker() noexcept {

@@ -181,8 +181,8 @@ struct Scheduler {
   void schedule(Task* task) noexcept;
   /// Puts a new task on a worker and makes it runnable.
   void launch(Task* task) noexcept;
-  /// Wakes a sleeping worker so it can steal (work was queued).
-  void wake_idle_worker() noexcept;
+  /// Wakes a sleeping worker other than `busy` so it can steal (work was queued).
+  void wake_idle_worker(Worker* busy) noexcept;
 
   void live_add(std::int64_t delta) noexcept {
     if (live_.fetch_add(delta, std::memory_order_acq_rel) + delta == 0) check_deadlock();
@@ -217,6 +217,8 @@ ThreadParker* thread_parker();
 
 /// Parks the running task until unparked (consumes one unpark).
 void park_task(Task* self) noexcept;
+/// wait() for a coroutine: parks `self` until `w` is selected (and woken).
+std::uintptr_t wait_task(Task* self, Waiter& w, Deadline deadline);
 
 /// Futex helpers on a 32-bit word (threads park on these).
 void futex_wake(std::atomic<std::uint32_t>* word) noexcept;

@@ -49,29 +49,6 @@ bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, Deadli
 
 namespace {
 
-std::uintptr_t wait_task(Task* self, Waiter& w, Deadline deadline) {
-  if (deadline == forever) {
-    park_task(self);
-    return w.token();
-  }
-  if (deadline <= Clock::now()) {
-    if (w.try_select(kTimedOut)) return kTimedOut;  // nobody else will wake us
-    park_task(self);                                 // the winner's wake is on its way
-    return w.token();
-  }
-  TimerNode node;
-  node.deadline_ = deadline;
-  node.waiter_ = &w;
-  Worker* home = current_worker();
-  scheduler().live_.fetch_add(kSource, std::memory_order_acq_rel);
-  home->add_timer(&node);
-  park_task(self);
-  // The timer may have fired on `home` while we were woken elsewhere; taking
-  // its lock in remove_timer() also waits for a firing in progress.
-  if (home->remove_timer(&node)) scheduler().live_add(-kSource);
-  return w.token();
-}
-
 std::uintptr_t wait_thread(ThreadParker* self, Waiter& w, Deadline deadline) {
   Scheduler& s = *self->registered_with_;
   const bool timed = deadline != forever;

@@ -35,52 +35,70 @@ namespace detail {
 
 /// Storage behind a buffered channel: a ring, or a binary heap when a
 /// priority order is given. Not synchronised: the channel's lock guards it.
+/// The ring keeps raw storage, so T needs no default constructor and a
+/// slot holds a live T exactly while it is between head_ and head_+size_.
 template <class T>
 class ChannelBuffer {
  public:
   ChannelBuffer() = default;
-  explicit ChannelBuffer(std::size_t capacity) : capacity_(capacity), ring_(capacity) {}
+  explicit ChannelBuffer(std::size_t capacity)
+      : capacity_(capacity), ring_(capacity ? std::allocator<T>().allocate(capacity) : nullptr) {}
   template <class Less>
   ChannelBuffer(std::size_t capacity, Less less)
       : capacity_(capacity), heap_less_([less](const T& a, const T& b) { return less(b, a); }) {
     heap_.reserve(capacity);
   }
+  ChannelBuffer(ChannelBuffer&& o) noexcept
+      : capacity_(o.capacity_), ring_(std::exchange(o.ring_, nullptr)), head_(o.head_),
+        size_(std::exchange(o.size_, 0)), heap_(std::move(o.heap_)), heap_less_(std::move(o.heap_less_)) {}
+  ChannelBuffer& operator=(ChannelBuffer&&) = delete;
+  ~ChannelBuffer() {
+    if (!ring_) return;
+    while (size_ != 0) pop();
+    std::allocator<T>().deallocate(ring_, capacity_);
+  }
 
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
-  [[nodiscard]] std::size_t size() const noexcept { return heap_less_ ? heap_.size() : size_; }
+  [[nodiscard]] std::size_t size() const noexcept { return ring_ ? size_ : heap_.size(); }
   [[nodiscard]] bool empty() const noexcept { return size() == 0; }
   [[nodiscard]] bool full() const noexcept { return size() >= capacity_; }
 
-  void push(T&& value) {
-    if (heap_less_) {
-      heap_.push_back(std::move(value));
-      std::push_heap(heap_.begin(), heap_.end(), heap_less_);
-      return;
-    }
-    ring_[(head_ + size_) % capacity_].emplace(std::move(value));
+  __attribute__((always_inline)) void push(T&& value) {
+    if (!ring_) [[unlikely]]
+      return heap_push(std::move(value));
+    std::size_t slot = head_ + size_;
+    if (slot >= capacity_) slot -= capacity_;
+    std::construct_at(ring_ + slot, std::move(value));
     ++size_;
   }
-  T pop() {
-    if (heap_less_) {
-      std::pop_heap(heap_.begin(), heap_.end(), heap_less_);
-      T value = std::move(heap_.back());
-      heap_.pop_back();
-      return value;
-    }
-    T value = std::move(*ring_[head_]);
-    ring_[head_].reset();
-    head_ = head_ + 1 == capacity_ ? 0 : head_ + 1;
+  __attribute__((always_inline)) T pop() {
+    if (!ring_) [[unlikely]]
+      return heap_pop();
+    T value = std::move(ring_[head_]);
+    std::destroy_at(ring_ + head_);
+    if (++head_ == capacity_) head_ = 0;
     --size_;
     return value;
   }
 
  private:
+  __attribute__((noinline)) void heap_push(T&& value) {
+    heap_.push_back(std::move(value));
+    std::push_heap(heap_.begin(), heap_.end(), heap_less_);
+  }
+  __attribute__((noinline)) T heap_pop() {
+    std::pop_heap(heap_.begin(), heap_.end(), heap_less_);
+    T value = std::move(heap_.back());
+    heap_.pop_back();
+    return value;
+  }
+
   std::size_t capacity_ = 0;                      // most values held; 0 = unbuffered
-  std::vector<std::optional<T>> ring_;            // FIFO slots (no priority)
+  T* ring_ = nullptr;                             // FIFO slots (no priority order)
   std::size_t head_ = 0;                          // oldest slot of ring_
   std::size_t size_ = 0;                          // values in ring_
   std::vector<T> heap_;                           // priority heap (when heap_less_)
-  std::function<bool(const T&, const T&)> heap_less_;  // inverted order: max-heap of "greater"
+  std::function<bool(const T&, const T&)> heap_less_;  // inverted order: a max-heap of "greater"
 };
 
 }  // namespace detail

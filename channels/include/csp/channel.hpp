@@ -63,11 +63,8 @@ class EndState {
   }
   /// The implementation, after checking this end may still be used.
   ChannelImpl<T>& use() const {
-    if (retired_.load(std::memory_order_relaxed)) {
-      if (channel_->poisoned()) channel_->throw_poisoned();
-      throw ChannelRetired("csp: channel '" + channel_->name() + "': this " +
-                           (side_ == Side::reader ? "reader" : "writer") + " end has retired");
-    }
+    if (retired_.load(std::memory_order_relaxed)) [[unlikely]]
+      throw_retired_end();
     return *channel_;
   }
   [[nodiscard]] ChannelImpl<T>& impl() const noexcept { return *channel_; }
@@ -79,6 +76,12 @@ class EndState {
   [[nodiscard]] bool retired() const noexcept { return retired_.load(std::memory_order_acquire); }
 
  private:
+  [[noreturn]] __attribute__((noinline, cold)) void throw_retired_end() const {
+    if (channel_->poisoned()) channel_->throw_poisoned();
+    throw ChannelRetired("csp: channel '" + channel_->name() + "': this " +
+                         (side_ == Side::reader ? "reader" : "writer") + " end has retired");
+  }
+
   std::shared_ptr<ChannelImpl<T>> channel_;  // the channel this end belongs to
   const Side side_;
   std::atomic<bool> retired_{false};          // left its side already

@@ -161,10 +161,31 @@ class InprocChannel final : public ChannelImpl<T> {
   InprocChannel(std::string name, detail::ChannelBuffer<T> buffer) : Base(std::move(name)), buffer_(std::move(buffer)) {}
 
   std::optional<T> read_until(Deadline deadline) override {
+    lock_.lock();
+    if (!buffer_.empty() && writers_.empty() && !poisoned_) [[likely]] {
+      // Fast path of a buffered stream: nobody to wake.
+      std::optional<T> value(std::in_place, buffer_.pop());
+      lock_.unlock();
+      return value;
+    }
+    return read_slow_locked(deadline);
+  }
+
+  bool write_until(T& value, Deadline deadline) override {
+    lock_.lock();
+    if (readers_.empty() && !buffer_.full() && !poisoned_ && !retired(Side::reader)) [[likely]] {
+      buffer_.push(std::move(value));  // fast path of a buffered stream
+      lock_.unlock();
+      return true;
+    }
+    return write_slow_locked(value, deadline);
+  }
+
+ private:
+  std::optional<T> read_slow_locked(Deadline deadline) {
     std::optional<T> out;
     Waiter* wake = nullptr;
-    lock_.lock();
-    switch (poll_read_locked(out, wake)) {
+    switch (poll_read_impl(out, wake)) {
       case Poll::ready:
         lock_.unlock();
         if (wake) wake->wake();
@@ -186,13 +207,16 @@ class InprocChannel final : public ChannelImpl<T> {
     Op op{&w, kFirstGuard, &out};
     readers_.push_back(&op);
     lock_.unlock();
-    return finish(detail::wait(w, deadline), op, std::move(out), Side::writer);
+    std::uintptr_t token = detail::wait(w, deadline);
+    if (token == kFirstGuard) [[likely]]
+      return out;  // a writer handed its value straight to us
+    not_completed(token, op, Side::writer);
+    return std::nullopt;
   }
 
-  bool write_until(T& value, Deadline deadline) override {
+  bool write_slow_locked(T& value, Deadline deadline) {
     Waiter* wake = nullptr;
-    lock_.lock();
-    switch (poll_write_locked(value, wake)) {
+    switch (poll_write_impl(value, wake)) {
       case Poll::ready:
         lock_.unlock();
         if (wake) wake->wake();
@@ -214,10 +238,20 @@ class InprocChannel final : public ChannelImpl<T> {
     Op op{&w, kFirstGuard, &value};
     writers_.push_back(&op);
     lock_.unlock();
-    return finish(detail::wait(w, deadline), op, true, Side::reader).has_value();
+    std::uintptr_t token = detail::wait(w, deadline);
+    if (token == kFirstGuard) [[likely]]
+      return true;  // a reader took the value
+    not_completed(token, op, Side::reader);
+    return false;
   }
 
-  Poll poll_read_locked(std::optional<T>& out, Waiter*& wake) override {
+
+ public:
+  Poll poll_read_locked(std::optional<T>& out, Waiter*& wake) override { return poll_read_impl(out, wake); }
+  Poll poll_write_locked(T& value, Waiter*& wake) override { return poll_write_impl(value, wake); }
+
+ private:
+  __attribute__((always_inline)) Poll poll_read_impl(std::optional<T>& out, Waiter*& wake) {
     if (poisoned_) return Poll::poisoned;
     if (!buffer_.empty()) {
       out.emplace(buffer_.pop());
@@ -241,7 +275,7 @@ class InprocChannel final : public ChannelImpl<T> {
     return retired(Side::writer) ? Poll::retired : Poll::not_ready;
   }
 
-  Poll poll_write_locked(T& value, Waiter*& wake) override {
+  __attribute__((always_inline)) Poll poll_write_impl(T& value, Waiter*& wake) {
     if (poisoned_) return Poll::poisoned;
     if (retired(Side::reader)) return Poll::retired;
     while (Op* op = readers_.pop_front()) {
@@ -258,6 +292,8 @@ class InprocChannel final : public ChannelImpl<T> {
     return Poll::not_ready;
   }
 
+
+ public:
   void enqueue_read_locked(Op& op) override { readers_.push_back(&op); }
   void enqueue_write_locked(Op& op) override { writers_.push_back(&op); }
   void unlink_locked(Op& op) noexcept override {
@@ -323,16 +359,15 @@ class InprocChannel final : public ChannelImpl<T> {
     }
   }
 
-  /// After wait(): the op either completed (our token), or must be unlinked.
-  template <class R>
-  std::optional<R> finish(std::uintptr_t token, Op& op, R&& result, Side other) {
-    if (token == kFirstGuard) return std::optional<R>(std::forward<R>(result));
+  /// After wait() ended without our op completing: unlink it, then return
+  /// (timed out) or throw.
+  __attribute__((noinline)) void not_completed(std::uintptr_t token, Op& op, Side other) {
     lock_.lock();
     unlink_locked(op);
     lock_.unlock();
     switch (token) {
       case kTimedOut:
-        return std::nullopt;
+        return;
       case kPoisoned:
         this->throw_poisoned();
       case kRetired:
@@ -342,11 +377,6 @@ class InprocChannel final : public ChannelImpl<T> {
       default:
         throw Error("csp: channel '" + this->name_ + "': unexpected wake-up token " + std::to_string(token));
     }
-  }
-  // finish() for a read returns std::optional<std::optional<T>>; flatten.
-  std::optional<T> finish(std::uintptr_t token, Op& op, std::optional<T>&& out, Side other) {
-    auto r = finish<std::optional<T>>(token, op, std::move(out), other);
-    return r ? std::move(*r) : std::nullopt;
   }
 
   mutable SpinLock lock_;                  // guards every member below
