@@ -114,7 +114,8 @@ __attribute__((always_inline)) inline void after_switch(bctx::transfer_t back) n
       return;
     case Task::Switch::yield:
       prev->ctx_ = from;
-      w->push(prev);
+      // SYNC POINT: release pairs with the acquire spin in steal_from().
+      prev->state_.store(kRunning, std::memory_order_release);  // queued by yield() already
       return;
     case Task::Switch::park:
       prev->ctx_ = from;
@@ -223,8 +224,7 @@ __attribute__((always_inline)) inline Task* Worker::pick_next() noexcept {
   if (queue_size_.load(std::memory_order_relaxed) != 0) {
     std::lock_guard lock(queue_lock_);
     if (!queue_.empty()) {
-      Task* t = queue_.front();
-      queue_.pop_front();
+      Task* t = queue_.pop_front();
       queue_size_.store(queue_.size(), std::memory_order_relaxed);
       dequeues_.store(dequeues_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       return t;
@@ -256,8 +256,7 @@ std::size_t Worker::steal_into(std::vector<Task*>& out) noexcept {
   if (queue_size_.load(std::memory_order_relaxed) == 0 || !queue_lock_.try_lock()) return 0;
   std::size_t n = (queue_.size() + 1) / 2;
   for (std::size_t i = 0; i < n; ++i) {
-    out.push_back(queue_.back());
-    queue_.pop_back();
+    out.push_back(queue_.pop_back());
   }
   queue_size_.store(queue_.size(), std::memory_order_relaxed);
   queue_lock_.unlock();
@@ -438,6 +437,9 @@ void Worker::run() {
 Task* Worker::steal_from(Worker& victim) noexcept {
   std::vector<Task*> stolen;
   if (victim.steal_into(stolen) == 0) return nullptr;
+  for (Task* t : stolen) {  // a yielder may still be switching out on the victim
+    while (t->state_.load(std::memory_order_acquire) == kYielding) __builtin_ia32_pause();
+  }
   Task* next = stolen.back();
   stolen.pop_back();
   if (!stolen.empty()) {
@@ -780,10 +782,24 @@ void yield() {
     std::this_thread::yield();
     return;
   }
-  detail::Worker* w = detail::current_worker();
+  detail::Worker* w = self->worker_;
   w->poll_due();
-  detail::Task* next = w->pick_next();
-  if (!next) return;
+  detail::Task* next = w->runnext_.load(std::memory_order_relaxed);
+  {
+    // One critical section takes the next task and queues ourselves.
+    std::lock_guard lock(w->queue_lock_);
+    if (next) {
+      w->runnext_.store(nullptr, std::memory_order_relaxed);
+    } else if (w->queue_.empty()) {
+      return;  // nobody else is ready
+    } else {
+      next = w->queue_.pop_front();
+      w->dequeues_.store(w->dequeues_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+    self->state_.store(detail::kYielding, std::memory_order_relaxed);
+    w->queue_.push_back(self);
+    w->queue_size_.store(w->queue_.size(), std::memory_order_relaxed);
+  }
   self->switching_ = detail::Task::Switch::yield;
   detail::switch_to(w, self, next);
 }

@@ -64,7 +64,7 @@ class Parker {
   Parker* reg_next_ = nullptr;
 };
 
-enum : std::uint32_t { kRunning = 0, kParked = 2 };
+enum : std::uint32_t { kRunning = 0, kParked = 2, kYielding = 3 };
 
 /// A coroutine process.
 class Task final : public Parker {
@@ -78,6 +78,9 @@ class Task final : public Parker {
   Latch* latch_ = nullptr;               // told when the process finishes
   Stack stack_;                          // its stack (canary checked at switches)
   enum class Switch : std::uint8_t { park, yield, die } switching_ = Switch::park;
+  // A yielding task is queued before it has switched out (one lock instead
+  // of two); its state is kYielding until after_switch saved its context,
+  // and a thief that steals it waits for that.
   bool self_notified_ = false;           // unparked by itself while parking (owner only)
 #if defined(CSP_ASAN)
   void* asan_fake_stack_ = nullptr;
@@ -93,6 +96,32 @@ class ThreadParker final : public Parker {
   ThreadParker() noexcept : Parker(Kind::thread) {}
   Scheduler* registered_with_ = nullptr;  // scheduler whose live_ counts this thread
   bool in_registry_ = false;              // linked in that scheduler's registry
+};
+
+/// A growable ring of task pointers (a run queue). Not synchronised.
+class TaskRing {
+ public:
+  TaskRing() : slots_(64) {}
+  [[nodiscard]] bool empty() const noexcept { return head_ == tail_; }
+  [[nodiscard]] std::size_t size() const noexcept { return tail_ - head_; }
+  void push_back(Task* t) {
+    if (size() == slots_.size()) grow();
+    slots_[tail_++ & (slots_.size() - 1)] = t;
+  }
+  Task* pop_front() noexcept { return slots_[head_++ & (slots_.size() - 1)]; }
+  Task* pop_back() noexcept { return slots_[--tail_ & (slots_.size() - 1)]; }
+
+ private:
+  void grow() {
+    std::vector<Task*> bigger(slots_.size() * 2);
+    for (std::size_t i = head_, j = 0; i != tail_; ++i, ++j) bigger[j] = slots_[i & (slots_.size() - 1)];
+    tail_ = size();
+    head_ = 0;
+    slots_.swap(bigger);
+  }
+  std::vector<Task*> slots_;  // power-of-two sized
+  std::size_t head_ = 0;      // next to pop (monotonic; masked on access)
+  std::size_t tail_ = 0;      // next free
 };
 
 struct TimerNode {
@@ -147,7 +176,7 @@ class Worker {
   unsigned runnext_streak_ = 0;          // consecutive runnext picks (fairness)
   unsigned tick_ = 0;                    // picks since the last timer check
   SpinLock queue_lock_;                  // guards queue_
-  std::deque<Task*> queue_;              // stealable FIFO of ready tasks
+  TaskRing queue_;                       // stealable FIFO of ready tasks
   std::atomic<std::size_t> queue_size_{0};
   std::atomic<std::uint64_t> dequeues_{0};   // tasks taken from queue_ by the owner (thieves watch progress)
   std::atomic<bool> sleeping_{false};    // in epoll_wait (or about to be)
