@@ -1,0 +1,88 @@
+// csp/transport/fd_stream.hpp: the ByteStream of the pipe and socket
+// transports, and the links os_process makes for its children.
+//
+// An FdStream reads one fd and writes another (two pipes), or reads a socket
+// and writes a dup() of it: the reader and the writer may then wait in the
+// same epoll reactor at once (epoll registers an fd number once). Both fds
+// are non-blocking; a read or write that would block parks the caller with
+// csp::detail::wait_fd, so a coroutine never blocks its worker. SIGPIPE is
+// ignored process-wide (if it had its default action) once the first stream
+// exists: a write to a dead peer is then a TransportError, not a killed
+// program.
+//
+// Link kinds (what CSP_TRANSPORT names):
+//   shm    the shm transport's ring pair (a unix socketpair until it is built in)
+//   pipe   two pipe(2)s, sized to 1 MiB where the system allows
+//   unix   socketpair(AF_UNIX, SOCK_STREAM) ("socket" is a synonym)
+//   tcp    a TCP connection over 127.0.0.1 with TCP_NODELAY
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <csp/channel_impl.hpp>
+#include <csp/transport/stream.hpp>
+
+namespace csp::transport_detail {
+
+enum class LinkKind : std::uint8_t { shm, pipe, unix_socket, tcp };
+
+/// "shm", "pipe", "unix", "tcp".
+const char* to_string(LinkKind kind) noexcept;
+/// Parses a CSP_TRANSPORT value: shm, pipe, socket or unix, tcp.
+std::optional<LinkKind> parse_link_kind(std::string_view text) noexcept;
+
+/// The cross-process transport of channels that do not force one: the
+/// override of set_default_link_kind(), else CSP_TRANSPORT (read at each
+/// call), else shm. A bad CSP_TRANSPORT value throws csp::TransportError.
+LinkKind default_link_kind();
+/// Overrides CSP_TRANSPORT for this process (tests, benchmarks); nullopt
+/// goes back to the environment.
+void set_default_link_kind(std::optional<LinkKind> kind) noexcept;
+/// The link for a channel whose preferred transport is `preferred`.
+LinkKind link_kind_for(csp::transport preferred);
+
+/// A new link of `kind` for one os_process argument.
+std::unique_ptr<ForkLink> make_fork_link(LinkKind kind);
+
+/// Ignores SIGPIPE if it still has its default action (idempotent).
+void ignore_sigpipe() noexcept;
+
+class FdStream final : public ByteStream {
+ public:
+  /// Takes ownership of both fds (equal for a socket: the write side is then
+  /// dup()ed), makes them non-blocking and tracks them.
+  FdStream(int read_fd, int write_fd, std::string description);
+  ~FdStream() override;
+  FdStream(const FdStream&) = delete;
+  FdStream& operator=(const FdStream&) = delete;
+
+  void write_all(const void* data, std::size_t n) override;
+  void write_all_v(const ConstBuffer* parts, std::size_t count) override;
+  std::optional<std::size_t> read_some(void* data, std::size_t n, Deadline deadline) override;
+  void close() noexcept override;
+  [[nodiscard]] std::string describe() const override { return description_; }
+  [[nodiscard]] std::vector<int> fds() const override;
+
+  /// The first read waits for readiness before read(2): a FIFO read before
+  /// its writer ever opened it would report end of file.
+  void wait_before_first_read() noexcept { wait_first_read_ = true; }
+  /// Removes `path` when the stream closes (a client's FIFOs, in case the
+  /// host never took them).
+  void unlink_on_close(std::string path) { unlink_on_close_.push_back(std::move(path)); }
+
+ private:
+  [[noreturn]] void fail(const char* op, int error) const;
+
+  int read_fd_ = -1;          // read end; -1 once closed
+  int write_fd_ = -1;         // write end (a dup for sockets); -1 once closed
+  bool wait_first_read_ = false;            // see wait_before_first_read()
+  std::string description_;                 // "pipe to pid 123", "tcp://127.0.0.1:7000", ...
+  std::vector<std::string> unlink_on_close_;  // paths removed by close()
+};
+
+}  // namespace csp::transport_detail

@@ -1,0 +1,190 @@
+// csp/transport/remote_channel.hpp: a channel end in an OS process other
+// than the channel's home. Every operation is a request to the home's
+// ChannelServer (see csp/transport/wire.hpp) and returns once the home has
+// answered, so rendezvous, buffering, poison and retire are the home
+// channel's own. Not lockable: alternation polls it (read_until(now),
+// write_until(v, now)), and the home helps two remote selects meet (see
+// server.hpp, "lingering polls").
+//
+// Failure: when the connection breaks (the home died or closed), every
+// blocked and later operation throws ChannelPoisoned naming the peer and
+// the address, and poison()/leave() become local no-ops.
+//
+// Thread-safety: any number of processes and threads of this OS process
+// may use one RemoteChannel at once; requests are pipelined on the one
+// connection (ClientCore).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <csp/channel_impl.hpp>
+#include <csp/codec.hpp>
+#include <csp/error.hpp>
+#include <csp/transport/wire.hpp>
+
+namespace csp::transport_detail {
+
+template <class T>
+class RemoteChannel final : public csp::detail::ChannelImpl<T> {
+  static_assert(csp::Codable<T>,
+                "a channel that crosses an OS process boundary needs a codable element type: "
+                "specialise csp::codec<T> (see csp/codec.hpp)");
+  using Side = csp::detail::Side;
+
+ public:
+  /// `members`: how many members this process already is on each side at
+  /// the home ([reader, writer]); an os_process child's argument end is 1.
+  RemoteChannel(std::string name, std::shared_ptr<ClientCore> core, std::array<std::size_t, 2> members = {0, 0})
+      : csp::detail::ChannelImpl<T>(std::move(name)), core_(std::move(core)), members_(members) {}
+  ~RemoteChannel() override { core_->close(); }
+
+  std::optional<T> read_until(csp::detail::Deadline deadline) override {
+    check_usable();
+    const std::uint64_t timeout = encode_timeout(deadline);
+    std::optional<T> out;
+    Reply reply;
+    try {
+      core_->call([&](OutFrame& f, std::uint32_t seq) { build_frame(f, FrameKind::read_req, seq, 0, &timeout); },
+                  [&](const FrameHeader& h, std::span<const std::byte> payload) {
+                    reply.take(h, payload, FrameKind::read_data);
+                    if (reply.status == Status::ok) out.emplace(csp::decode_all<T>(payload));
+                  });
+    } catch (const TransportError& e) {
+      lost(e.what());
+    }
+    finish(reply, Side::writer);
+    return out;
+  }
+
+  bool write_until(T& value, csp::detail::Deadline deadline) override {
+    check_usable();
+    const std::uint64_t timeout = encode_timeout(deadline);
+    Reply reply;
+    try {
+      core_->call(
+          [&](OutFrame& f, std::uint32_t seq) {
+            build_value_frame(f, FrameKind::write, seq, 0, &timeout, value, core_->max_payload());
+          },
+          [&](const FrameHeader& h, std::span<const std::byte> payload) {
+            reply.take(h, payload, FrameKind::write_ack);
+          });
+    } catch (const TransportError& e) {
+      if (!core_->broken()) throw;  // the value could not be encoded: nothing was sent
+      lost(e.what());
+    }
+    finish(reply, Side::reader);
+    return reply.status == Status::ok;
+  }
+
+  void join(Side side) override {
+    std::lock_guard lock(membership_);
+    if (members_[index(side)]++ == 0) membership(side, true);
+  }
+  void leave(Side side) override {
+    std::lock_guard lock(membership_);
+    auto& n = members_[index(side)];
+    if (n > 0 && --n == 0) {
+      try {
+        membership(side, false);
+      } catch (const Error&) {  // the home is gone: nothing left to leave
+      }
+    }
+  }
+
+  /// Poisons the home channel; never throws (a lost home is poisoned already).
+  void poison() override {
+    poisoned_.store(true, std::memory_order_release);
+    try {
+      core_->call([&](OutFrame& f, std::uint32_t seq) { build_frame(f, FrameKind::poison, seq, 0); },
+                  [&](const FrameHeader&, std::span<const std::byte>) {});
+    } catch (const Error&) {
+    }
+  }
+  [[nodiscard]] bool poisoned() const override { return poisoned_.load(std::memory_order_acquire); }
+
+  /// Ends the connection (CLOSE): later operations throw ChannelPoisoned.
+  void close() noexcept { core_->close(); }
+  [[nodiscard]] const std::shared_ptr<ClientCore>& core() const noexcept { return core_; }
+
+ private:
+  struct Reply {
+    Status status = Status::error;
+    std::string message;
+    void take(const FrameHeader& h, std::span<const std::byte> payload, FrameKind expected) {
+      if (h.kind != expected)
+        throw TransportError("csp: expected " + std::string(csp::detail::frame_kind_name(expected)) + ", got " +
+                             std::string(csp::detail::frame_kind_name(h.kind)));
+      if (h.flags > static_cast<std::uint8_t>(Status::error))
+        throw TransportError("csp: reply with unknown status " + std::to_string(h.flags));
+      status = static_cast<Status>(h.flags);
+      if (status == Status::error) message = csp::detail::decode_hello_nak(payload);
+    }
+  };
+
+  static std::size_t index(Side side) noexcept { return side == Side::reader ? 0 : 1; }
+
+  void check_usable() const {
+    if (poisoned_.load(std::memory_order_acquire)) {
+      std::string why = lost_reason();
+      if (!why.empty()) throw ChannelPoisoned(lost_message(why));
+      this->throw_poisoned();
+    }
+  }
+
+  std::string lost_reason() const {
+    std::lock_guard lock(lost_lock_);
+    return lost_reason_;
+  }
+  std::string lost_message(const std::string& why) const {
+    return "csp: channel '" + this->name() + "' is poisoned: lost its home (" + why + ")";
+  }
+
+  [[noreturn]] void lost(const std::string& why) {
+    {
+      std::lock_guard lock(lost_lock_);
+      if (lost_reason_.empty()) lost_reason_ = why;
+    }
+    poisoned_.store(true, std::memory_order_release);
+    throw ChannelPoisoned(lost_message(lost_reason()));
+  }
+
+  void finish(const Reply& reply, Side other) {
+    switch (reply.status) {
+      case Status::ok:
+      case Status::timeout:
+        return;
+      case Status::poisoned:
+        poisoned_.store(true, std::memory_order_release);
+        this->throw_poisoned();
+      case Status::retired:
+        this->throw_retired(other);
+      case Status::error:
+        throw Error(reply.message);
+    }
+  }
+
+  void membership(Side side, bool join) {
+    const std::uint8_t flags =
+        static_cast<std::uint8_t>((side == Side::writer ? kMemberWriter : 0) | (join ? kMemberJoin : 0));
+    try {
+      core_->call([&](OutFrame& f, std::uint32_t seq) { build_frame(f, FrameKind::retire, seq, flags); },
+                  [&](const FrameHeader&, std::span<const std::byte>) {});
+    } catch (const TransportError& e) {
+      lost(e.what());
+    }
+  }
+
+  std::shared_ptr<ClientCore> core_;      // the connection to the home
+  ParkingMutex membership_;               // orders join/leave requests; guards members_
+  std::array<std::size_t, 2> members_;    // ends of this process per side [reader, writer]
+  std::atomic<bool> poisoned_{false};     // known poisoned (by a reply, poison() or a lost home)
+  mutable csp::detail::SpinLock lost_lock_;     // guards lost_reason_ while it is written
+  std::string lost_reason_;               // why the connection broke; set once
+};
+
+}  // namespace csp::transport_detail

@@ -1,0 +1,463 @@
+// csp/transport/server.hpp: the home side of one connection. A
+// ChannelServer performs each request of a remote end on the home channel
+// (an InprocChannel, or a RemoteChannel when the home is itself remote) and
+// answers it; the protocol is in csp/transport/wire.hpp.
+//
+// Structure: serve() is the connection's reader, run by one coroutine. It
+// answers handshake, POISON, RETIRE (membership) and CLOSE itself, and tries
+// each WRITE and READ_REQ at once (deadline now). An operation that has to
+// wait goes to an executor: a coroutine of this connection that performs it
+// with the remote's deadline and sends the reply, then parks until the next
+// such operation. So a blocked remote read never stops the reader from
+// seeing a POISON that should wake it.
+//
+// Lingering polls: alternation polls a remote channel (try_now), so two
+// remote selects on the two sides of an unbuffered channel would poll
+// forever without meeting. When a poll finds nothing and a remote of the
+// opposite direction polled the same home channel within kPollWindow, the
+// poll waits up to kLinger (an ordinary timed operation: it completes or
+// leaves everything as it was), which the other side's next poll meets.
+//
+// Invariants (pool_lock_ guards the executor pool):
+// - busy_ counts executors performing an operation; idle_ lists the parked
+//   ones; executors_ counts live executor coroutines.
+// - After stopping_ is set no executor parks again; the reader waits until
+//   executors_ is zero before serve() returns, so no executor outlives the
+//   server.
+// - Replies are written under send_mutex_, by the reader and executors.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <csp/channel.hpp>
+#include <csp/codec.hpp>
+#include <csp/detail/frame.hpp>
+#include <csp/error.hpp>
+#include <csp/transport/wire.hpp>
+
+namespace csp::transport_detail {
+
+/// Poll times of remotes on one home channel (hashed by address: a
+/// collision only makes a poll linger needlessly).
+struct PollHints {
+  std::atomic<std::int64_t> last_poll_ns[2]{};  // [0] reads, [1] writes; steady clock
+};
+PollHints& poll_hints(const void* channel) noexcept;
+inline constexpr std::chrono::microseconds kPollWindow{5000};
+inline constexpr std::chrono::microseconds kLinger{2000};
+
+/// Reports a dropped connection of a hosted channel (the handler set by
+/// csp::set_transport_error_handler, stderr by default).
+void report_transport_error(const TransportError& error) noexcept;
+
+/// Poisons `home`, giving `reason` if the implementation takes one.
+template <class C>
+void poison_with_reason(C& home, const std::string& reason) {
+  if constexpr (requires { home.poison(reason); }) home.poison(reason);
+  else home.poison();
+}
+
+template <class T>
+class ChannelServer {
+  using Side = csp::detail::Side;
+  using Deadline = csp::detail::Deadline;
+
+ public:
+  struct Options {
+    std::string peer;               // the remote, for messages ("os_process 'x' (pid 12) over pipe")
+    std::string address;            // this end, for handshake messages
+    std::uint32_t max_payload = 0;  // largest frame accepted and sent
+    bool hosted = false;            // report dropped connections (addresses)
+  };
+  enum class Outcome : std::uint8_t { closed, lost, rejected };
+
+  ChannelServer(std::shared_ptr<csp::detail::ChannelImpl<T>> home, std::unique_ptr<ByteStream> stream, Options options)
+      : home_(std::move(home)), stream_(std::move(stream)), options_(std::move(options)),
+        hints_(poll_hints(home_.get())) {}
+  ChannelServer(const ChannelServer&) = delete;
+  ChannelServer& operator=(const ChannelServer&) = delete;
+
+  /// An end the remote already is (an os_process argument): retired when
+  /// the remote retires it, left alone when the remote closes.
+  void adopt(std::shared_ptr<csp::detail::EndState<T>> end) {
+    adopted_[index(end->side())].push_back(std::move(end));
+  }
+
+  /// Serves until the connection ends. `hello`: the HELLO already read by
+  /// an acceptor, whose `reader` holds what followed it.
+  Outcome serve(std::optional<csp::detail::Hello> hello = std::nullopt, std::optional<FrameReader> reader = std::nullopt) {
+    FrameReader in = reader ? std::move(*reader) : FrameReader(options_.max_payload);
+    csp::detail::Frame frame;
+    Outcome outcome = Outcome::lost;
+    try {
+      std::uint8_t hello_flags = 0;
+      std::uint32_t hello_seq = 0;
+      if (!hello) {
+        auto r = in.next(*stream_, csp::detail::forever, frame);
+        if (r != FrameReader::Result::frame)
+          throw TransportError("csp: " + options_.peer + " closed the connection before its handshake");
+        if (frame.header.kind != FrameKind::hello)
+          throw TransportError("csp: " + options_.peer + " sent " +
+                               std::string(csp::detail::frame_kind_name(frame.header.kind)) + " before HELLO");
+        hello = csp::detail::decode_hello(frame.payload);
+        hello_flags = frame.header.flags;
+        hello_seq = frame.header.sequence;
+      } else {
+        hello_flags = hello_flags_;
+        hello_seq = hello_seq_;
+      }
+      try {
+        csp::detail::check_hello<T>(*hello, options_.address, home_->name());
+      } catch (const TransportError& e) {
+        send_text(FrameKind::hello_nak, hello_seq, 0, e.what());
+        end_reason_ = e.what();
+        stream_->close();
+        if (options_.hosted) report_transport_error(e);
+        return Outcome::rejected;
+      }
+      if (!(hello_flags & kHelloNoAck)) send_status(FrameKind::hello_ack, hello_seq, Status::ok);
+      outcome = loop(in, frame);
+    } catch (const TransportError& e) {
+      end_reason_ = e.what();
+      // A peer that broke the protocol hears why (it may be a confused client).
+      try_send_text(FrameKind::hello_nak, 0, 0, e.what());
+      if (options_.hosted) report_transport_error(e);
+      outcome = Outcome::lost;
+    } catch (const std::exception& e) {
+      end_reason_ = e.what();
+      outcome = Outcome::lost;
+    }
+    finish(outcome);
+    return outcome;
+  }
+
+  /// For an acceptor that read the HELLO frame itself.
+  void set_hello_frame(std::uint8_t flags, std::uint32_t seq) noexcept {
+    hello_flags_ = flags;
+    hello_seq_ = seq;
+  }
+  [[nodiscard]] const std::string& end_reason() const noexcept { return end_reason_; }
+
+ private:
+  struct Job {
+    FrameKind kind = FrameKind::read_req;  // write or read_req
+    std::uint32_t seq = 0;
+    Deadline deadline{};
+    std::optional<T> value;                // the value of a WRITE
+  };
+  static constexpr std::uintptr_t kStop = csp::detail::kFirstGuard + 1;
+
+  static std::size_t index(Side side) noexcept { return side == Side::reader ? 0 : 1; }
+
+  Outcome loop(FrameReader& in, csp::detail::Frame& frame) {
+    for (;;) {
+      auto r = in.next(*stream_, csp::detail::forever, frame);
+      if (r == FrameReader::Result::eof) {
+        end_reason_ = "csp: " + options_.peer + " closed the connection without CLOSE";
+        return Outcome::lost;
+      }
+      const FrameHeader& h = frame.header;
+      switch (h.kind) {
+        case FrameKind::write: {
+          ByteReader payload(frame.payload);
+          Job job;
+          job.kind = FrameKind::write;
+          job.seq = h.sequence;
+          const std::uint64_t timeout = payload.get_u64();
+          job.deadline = decode_timeout(timeout);
+          try {
+            job.value.emplace(csp::decode_all<T>(frame.payload.subspan(8)));
+          } catch (const TransportError& e) {
+            throw TransportError("csp: " + options_.peer + ": bad WRITE: " + e.what());
+          }
+          start(std::move(job), timeout == 0);
+          break;
+        }
+        case FrameKind::read_req: {
+          ByteReader payload(frame.payload);
+          Job job;
+          job.kind = FrameKind::read_req;
+          job.seq = h.sequence;
+          const std::uint64_t timeout = payload.get_u64();
+          payload.expect_end("READ_REQ");
+          job.deadline = decode_timeout(timeout);
+          start(std::move(job), timeout == 0);
+          break;
+        }
+        case FrameKind::poison:
+          poison_with_reason(*home_, "poisoned by " + options_.peer);
+          send_status(FrameKind::poison, h.sequence, Status::ok);
+          break;
+        case FrameKind::retire:
+          member(h.flags);
+          send_status(FrameKind::retire, h.sequence, Status::ok);
+          break;
+        case FrameKind::close:
+          for (auto& side : joined_)
+            for (auto& end : side) end->retire();
+          joined_[0].clear();
+          joined_[1].clear();
+          try_send_status(FrameKind::close, h.sequence, Status::ok);
+          return Outcome::closed;
+        case FrameKind::ping:
+          send_status(FrameKind::ping, h.sequence, Status::ok);
+          break;
+        default:
+          throw TransportError("csp: " + options_.peer + " sent an unexpected " +
+                               std::string(csp::detail::frame_kind_name(h.kind)) + " frame");
+      }
+    }
+  }
+
+  void member(std::uint8_t flags) {
+    const Side side = (flags & kMemberWriter) ? Side::writer : Side::reader;
+    auto& joined = joined_[index(side)];
+    if (flags & kMemberJoin) {
+      joined.push_back(std::make_shared<csp::detail::EndState<T>>(home_, side));
+      return;
+    }
+    if (!joined.empty()) {
+      joined.back()->retire();
+      joined.pop_back();
+    } else if (auto& adopted = adopted_[index(side)]; !adopted.empty()) {
+      for (auto& end : adopted) end->retire();
+      adopted.clear();
+    }
+  }
+
+  /// Performs `job` now if it can complete now, else hands it to an executor.
+  void start(Job&& job, bool poll) {
+    const int dir = job.kind == FrameKind::write ? 1 : 0;
+    const auto now = csp::detail::Clock::now();
+    const std::int64_t now_ns = now.time_since_epoch().count();
+    if (poll) hints_.last_poll_ns[dir].store(now_ns, std::memory_order_relaxed);
+    // Try at once: most operations find their partner waiting.
+    Status status;
+    std::optional<T> got;
+    std::string error;
+    const bool done = attempt(job, now, status, got, error);
+    if (done || (poll && !linger(dir, now_ns))) {
+      reply(job, done ? status : Status::timeout, got, error);
+      return;
+    }
+    if (poll) job.deadline = now + kLinger;
+    dispatch(std::move(job));
+  }
+
+  bool linger(int dir, std::int64_t now_ns) const noexcept {
+    const std::int64_t other = hints_.last_poll_ns[1 - dir].load(std::memory_order_relaxed);
+    return other != 0 && now_ns - other <= std::chrono::duration_cast<std::chrono::nanoseconds>(kPollWindow).count();
+  }
+
+  /// One try of `job` with `deadline`; true when it completed (status set).
+  bool attempt(Job& job, Deadline deadline, Status& status, std::optional<T>& got, std::string& error) {
+    try {
+      if (job.kind == FrameKind::write) {
+        if (!home_->write_until(*job.value, deadline)) return false;
+      } else {
+        got = home_->read_until(deadline);
+        if (!got) return false;
+      }
+      status = Status::ok;
+    } catch (const ChannelPoisoned&) {
+      status = Status::poisoned;
+    } catch (const ChannelRetired&) {
+      status = Status::retired;
+    } catch (const std::exception& e) {
+      status = Status::error;
+      error = e.what();
+    }
+    return true;
+  }
+
+  void reply(const Job& job, Status status, const std::optional<T>& got, const std::string& error) {
+    try {
+      if (status == Status::error) {
+        send_text(job.kind == FrameKind::write ? FrameKind::write_ack : FrameKind::read_data, job.seq,
+                  static_cast<std::uint8_t>(status), error);
+      } else if (job.kind == FrameKind::read_req && status == Status::ok) {
+        send([&](OutFrame& f) {
+          build_value_frame(f, FrameKind::read_data, job.seq, 0, nullptr, *got, options_.max_payload);
+        });
+      } else {
+        send_status(job.kind == FrameKind::write ? FrameKind::write_ack : FrameKind::read_data, job.seq, status);
+      }
+    } catch (const TransportError&) {
+      // The remote is gone; the reader sees the broken stream and cleans up.
+    }
+  }
+
+  // ---- executors ----
+
+  void dispatch(Job&& job) {
+    pool_lock_.lock();
+    ++busy_;
+    if (!idle_.empty()) {
+      Executor* e = idle_.back();
+      idle_.pop_back();
+      csp::detail::Waiter* w = std::exchange(e->parked, nullptr);
+      pool_lock_.unlock();
+      e->job = std::move(job);
+      if (w->try_select(csp::detail::kWoken)) w->wake();
+      return;
+    }
+    ++executors_;
+    pool_lock_.unlock();
+    auto first = std::make_shared<Job>(std::move(job));
+    start_coroutine("server of '" + home_->name() + "' for " + options_.peer,
+                    [this, first] { executor_main(std::move(*first)); }, nullptr);
+  }
+
+  struct Executor {
+    Job job;
+    csp::detail::Waiter* parked = nullptr;  // guarded by pool_lock_
+  };
+
+  void executor_main(Job first) {
+    Executor self;
+    self.job = std::move(first);
+    for (;;) {
+      Status status = Status::timeout;
+      std::optional<T> got;
+      std::string error;
+      if (!attempt(self.job, self.job.deadline, status, got, error)) status = Status::timeout;
+      // Not busy once the operation is over: a CLOSE that follows the reply
+      // must not find this executor still counted.
+      pool_lock_.lock();
+      --busy_;
+      pool_lock_.unlock();
+      reply(self.job, status, got, error);
+      self.job.value.reset();
+      got.reset();
+      csp::detail::Waiter w("idle", {}, false);
+      pool_lock_.lock();
+      if (stopping_) break;
+      self.parked = &w;
+      idle_.push_back(&self);
+      pool_lock_.unlock();
+      if (csp::detail::wait(w, csp::detail::forever) == kStop) {
+        pool_lock_.lock();
+        break;
+      }
+    }
+    // pool_lock_ held
+    csp::detail::Waiter* joiner = nullptr;
+    if (--executors_ == 0) joiner = std::exchange(all_done_, nullptr);
+    pool_lock_.unlock();
+    if (joiner && joiner->try_select(csp::detail::kWoken)) joiner->wake();  // `this` may be gone after this
+  }
+
+  void stop_executors() {
+    pool_lock_.lock();
+    stopping_ = true;
+    std::vector<Executor*> idle;
+    idle.swap(idle_);
+    std::vector<csp::detail::Waiter*> wake;
+    for (Executor* e : idle) wake.push_back(std::exchange(e->parked, nullptr));
+    pool_lock_.unlock();
+    for (auto* w : wake)
+      if (w->try_select(kStop)) w->wake();
+    pool_lock_.lock();
+    if (executors_ == 0) {
+      pool_lock_.unlock();
+      return;
+    }
+    csp::detail::Waiter w("join", {}, false);
+    all_done_ = &w;
+    pool_lock_.unlock();
+    csp::detail::wait(w, csp::detail::forever);
+  }
+
+  void finish(Outcome outcome) {
+    std::size_t busy;
+    {
+      std::lock_guard lock(pool_lock_);
+      busy = busy_;
+    }
+    const bool holds = !joined_[0].empty() || !joined_[1].empty() || !adopted_[0].empty() || !adopted_[1].empty();
+    // A vanished peer poisons what it took part in; so does a close that
+    // left operations waiting (nothing else could ever end them).
+    if ((outcome == Outcome::lost && holds) || busy > 0) {
+      std::string reason = "csp: channel '" + home_->name() + "': lost " + options_.peer;
+      if (!end_reason_.empty()) reason += " (" + end_reason_ + ")";
+      poison_with_reason(*home_, reason);
+    }
+    stop_executors();
+    for (auto& side : joined_)
+      for (auto& end : side) end->retire();
+    joined_[0].clear();
+    joined_[1].clear();
+    adopted_[0].clear();
+    adopted_[1].clear();
+    stream_->close();
+  }
+
+  // ---- sending ----
+
+  template <class Build>
+  void send(Build&& build) {
+    send_mutex_.lock();
+    try {
+      out_.clear();
+      OutFrame f{out_};
+      build(f);
+      if (f.tail.size) {
+        ConstBuffer parts[2] = {{out_.data(), out_.size()}, f.tail};
+        stream_->write_all_v(parts, 2);
+      } else {
+        stream_->write_all(out_.data(), out_.size());
+      }
+    } catch (...) {
+      send_mutex_.unlock();
+      throw;
+    }
+    send_mutex_.unlock();
+  }
+  void send_status(FrameKind kind, std::uint32_t seq, Status status) {
+    send([&](OutFrame& f) { build_frame(f, kind, seq, static_cast<std::uint8_t>(status)); });
+  }
+  void try_send_status(FrameKind kind, std::uint32_t seq, Status status) noexcept {
+    try {
+      send_status(kind, seq, status);
+    } catch (...) {
+    }
+  }
+  void send_text(FrameKind kind, std::uint32_t seq, std::uint8_t flags, const std::string& text) {
+    send([&](OutFrame& f) { build_text_frame(f, kind, seq, flags, text); });
+  }
+  void try_send_text(FrameKind kind, std::uint32_t seq, std::uint8_t flags, const std::string& text) noexcept {
+    try {
+      send_text(kind, seq, flags, text);
+    } catch (...) {
+    }
+  }
+
+  std::shared_ptr<csp::detail::ChannelImpl<T>> home_;  // the channel served
+  std::unique_ptr<ByteStream> stream_;                 // the connection
+  Options options_;
+  PollHints& hints_;                                    // shared by every server of home_
+  std::uint8_t hello_flags_ = 0;                        // HELLO read by an acceptor
+  std::uint32_t hello_seq_ = 0;
+  std::string end_reason_;                              // why the connection ended
+  // Membership held for the remote; touched by the reader only.
+  std::vector<std::shared_ptr<csp::detail::EndState<T>>> joined_[2];   // made by JOIN requests
+  std::vector<std::shared_ptr<csp::detail::EndState<T>>> adopted_[2];  // os_process argument ends
+
+  ParkingMutex send_mutex_;  // serialises replies; guards out_
+  ByteWriter out_;           // reply buffer, reused
+
+  csp::detail::SpinLock pool_lock_;       // guards the executor pool below
+  std::vector<Executor*> idle_;           // parked executors
+  std::size_t executors_ = 0;             // live executor coroutines
+  std::size_t busy_ = 0;                  // executors performing an operation
+  bool stopping_ = false;                 // no executor parks again
+  csp::detail::Waiter* all_done_ = nullptr;  // the reader waiting for executors_ == 0
+};
+
+}  // namespace csp::transport_detail

@@ -1,0 +1,273 @@
+// csp/transport/wire.hpp: the channel protocol that runs over a ByteStream
+// between a remote end (RemoteChannel) and the channel's home (ChannelServer).
+// Frames and the handshake are those of csp/detail/frame.hpp; this file says
+// how the transports use them.
+//
+// One connection carries one channel (frame field `channel` is 0). The
+// remote side sends requests, each with a fresh `sequence`; the home answers
+// each with one reply carrying the same sequence, whose `flags` byte is a
+// Status. Requests:
+//
+//   HELLO      first frame. flags: kHelloNoAck (fork links) = do not answer
+//              HELLO_ACK, only HELLO_NAK on a mismatch. Answer: HELLO_ACK or
+//              HELLO_NAK(reason); after a NAK the home closes.
+//   WRITE      payload u64 timeout, then the encoded value. The home writes
+//              it with that timeout (write_until). Reply WRITE_ACK: ok (a
+//              reader took it or it was buffered), timeout (not sent, the
+//              writer keeps it), poisoned, retired, error(message).
+//   READ_REQ   payload u64 timeout. Reply READ_DATA: ok + encoded value,
+//              timeout, poisoned, retired, error(message).
+//   POISON     poisons the home channel. Reply POISON ok.
+//   RETIRE     membership: flags kMemberWriter (side), kMemberJoin (join,
+//              else leave). A remote process shows as at most one member per
+//              side: it joins when its first end of a side is made and
+//              leaves when its last one goes. Reply RETIRE ok.
+//   CLOSE      orderly end: whatever the remote still holds leaves its side.
+//              Reply CLOSE ok, then the home closes.
+//
+// Timeouts travel as u64 nanoseconds relative to receipt (0 = now, all ones
+// = forever), so the two ends need no common clock. A remote operation
+// returns only once the home replied, so rendezvous holds end to end: a
+// remote write returns when a reader (anywhere) has taken the value.
+//
+// A connection that ends without CLOSE (peer died, stream broken) while the
+// peer still held ends of the channel or had operations in progress poisons
+// the home channel: otherwise a party waiting for the vanished peer would
+// wait forever. A malformed frame (TransportError) drops the connection
+// with a HELLO_NAK carrying the reason; ends the peer held then leave.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <csp/codec.hpp>
+#include <csp/detail/frame.hpp>
+#include <csp/detail/spawn.hpp>
+#include <csp/detail/spin_lock.hpp>
+#include <csp/detail/wait.hpp>
+#include <csp/transport/stream.hpp>
+
+namespace csp::transport_detail {
+
+using csp::detail::FrameHeader;
+using csp::detail::FrameKind;
+
+/// Reply status, in the flags byte of every reply.
+enum class Status : std::uint8_t { ok = 0, timeout = 1, poisoned = 2, retired = 3, error = 4 };
+
+inline constexpr std::uint8_t kMemberWriter = 1;  // RETIRE flags: the writer side (else reader)
+inline constexpr std::uint8_t kMemberJoin = 2;    // RETIRE flags: join (else leave)
+inline constexpr std::uint8_t kHelloNoAck = 1;    // HELLO flags: answer only a refusal
+
+inline constexpr std::uint64_t kTimeoutForever = ~std::uint64_t{0};
+
+/// Relative wire timeout for a local deadline.
+std::uint64_t encode_timeout(Deadline deadline) noexcept;
+/// Local deadline for a wire timeout received now.
+Deadline decode_timeout(std::uint64_t timeout) noexcept;
+
+/// Largest frame payload accepted: 4 GiB - 1 between an os_process parent
+/// and child (one program, trusted); for addresses CSP_MAX_FRAME_BYTES if
+/// set, else csp::detail::default_max_frame_payload (64 MiB), which bounds
+/// what a hostile peer can make the host buffer.
+std::uint32_t max_frame_payload(bool trusted) noexcept;
+
+/// A non-owning reference to a callable (no allocation).
+template <class Signature>
+class FunctionRef;
+template <class R, class... A>
+class FunctionRef<R(A...)> {
+ public:
+  template <class F>
+    requires(!std::is_same_v<std::decay_t<F>, FunctionRef>)
+  FunctionRef(F&& f) noexcept  // NOLINT: implicit by design
+      : object_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+        call_([](void* o, A... a) -> R { return (*static_cast<std::remove_reference_t<F>*>(o))(std::forward<A>(a)...); }) {}
+  R operator()(A... a) const { return call_(object_, std::forward<A>(a)...); }
+
+ private:
+  void* object_;
+  R (*call_)(void*, A...);
+};
+
+/// Reads frames from a ByteStream into one reusable buffer.
+class FrameReader {
+ public:
+  enum class Result : std::uint8_t { frame, eof, timeout };
+  explicit FrameReader(std::uint32_t max_payload) : max_payload_(max_payload) {}
+
+  /// Reads until a whole frame is buffered. `frame` stays valid until the
+  /// next call. eof: the stream ended at a frame boundary. Throws
+  /// TransportError on a malformed header or a stream that ends mid-frame.
+  Result next(ByteStream& stream, Deadline deadline, csp::detail::Frame& frame);
+  [[nodiscard]] std::uint32_t max_payload() const noexcept { return max_payload_; }
+
+ private:
+  std::vector<std::byte> buffer_;  // [begin_, end_) received, not yet returned
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+  std::uint64_t offset_ = 0;       // stream offset of begin_, for messages
+  std::uint32_t max_payload_;
+};
+
+/// A mutex that parks the waiting process instead of blocking its worker.
+/// Not recursive; unlock() hands the lock to the first waiter.
+class ParkingMutex {
+ public:
+  void lock();
+  void unlock() noexcept;
+
+ private:
+  struct Node {
+    csp::detail::Waiter* waiter;
+    Node* next;
+  };
+  csp::detail::SpinLock state_;  // guards held_ and the queue
+  bool held_ = false;
+  Node* head_ = nullptr;
+  Node* tail_ = nullptr;
+};
+
+/// A frame being sent: `head` (header and small fields) and an optional
+/// `tail` sent after it without copying (bulk value bytes).
+struct OutFrame {
+  ByteWriter& head;
+  ConstBuffer tail{nullptr, 0};
+};
+
+/// Starts frame `kind` with u64 prefix `prefix` (if `with_prefix`) and value
+/// `value` in `out`. Large byte vectors and strings go as the tail, uncopied
+/// (`value` must then outlive the send).
+template <class T>
+void build_value_frame(OutFrame& out, FrameKind kind, std::uint32_t seq, std::uint8_t flags,
+                       const std::uint64_t* prefix, const T& value, std::uint32_t max_payload);
+/// A frame with only a header and an optional u64 prefix.
+void build_frame(OutFrame& out, FrameKind kind, std::uint32_t seq, std::uint8_t flags,
+                 const std::uint64_t* prefix = nullptr);
+/// A frame whose payload is a string (error replies, HELLO_NAK).
+void build_text_frame(OutFrame& out, FrameKind kind, std::uint32_t seq, std::uint8_t flags, std::string_view text);
+
+/// The remote side of one connection: requests out, replies back, shared by
+/// every process of this OS process that uses the channel. Concurrent calls
+/// are pipelined: one caller at a time reads the stream (the leader) and
+/// hands other callers their replies (leader/follower), so a blocked read
+/// does not hold up a try_write of another process.
+class ClientCore {
+ public:
+  ClientCore(std::unique_ptr<ByteStream> stream, std::string peer, std::uint32_t max_payload);
+  ~ClientCore();
+  ClientCore(const ClientCore&) = delete;
+  ClientCore& operator=(const ClientCore&) = delete;
+
+  using Build = FunctionRef<void(OutFrame&, std::uint32_t)>;
+  using OnReply = FunctionRef<void(const FrameHeader&, std::span<const std::byte>)>;
+
+  /// Builds a request with a fresh sequence (under the send lock), sends it
+  /// and waits for its reply; `on_reply` runs while the payload is valid.
+  /// Throws TransportError (and so does every later call) once the
+  /// connection broke.
+  void call(Build build, OnReply on_reply);
+  /// Sends one frame and returns its sequence (HELLOs).
+  std::uint32_t send(Build build);
+  /// Waits for the reply to `seq`, sent earlier with send() (HELLO of
+  /// address connections), at most until `deadline`; false on timeout.
+  bool await(std::uint32_t seq, OnReply on_reply, Deadline deadline);
+  /// Next sequence number (for send()).
+  std::uint32_t next_sequence() noexcept { return ++sequence_; }
+
+  /// Sends CLOSE, waits for the home's reply and closes. Idempotent, never throws.
+  void close() noexcept;
+
+  [[nodiscard]] bool broken() const;
+  /// Why the connection broke (empty while it works).
+  [[nodiscard]] std::string broken_reason() const;
+  /// The peer, for messages ("pipe to parent pid 42", "tcp://host:7000/jobs").
+  [[nodiscard]] const std::string& peer() const noexcept { return peer_; }
+  [[nodiscard]] std::uint32_t max_payload() const noexcept { return max_payload_; }
+
+ private:
+  struct Pending {
+    std::uint32_t seq = 0;
+    csp::detail::Waiter* waiter = nullptr;  // set while parked; guarded by state_
+    bool done = false;                      // reply delivered (header_/payload_)
+    FrameHeader header{};
+    std::vector<std::byte> payload;         // copied when another caller read it
+    Pending* prev = nullptr;
+    Pending* next = nullptr;
+  };
+  void send_frame(Build build, std::uint32_t seq);
+  bool wait_reply(Pending& me, OnReply on_reply, Deadline deadline);
+  bool lead(Pending& me, OnReply on_reply, Deadline deadline);
+  void link(Pending& p);
+  void unlink(Pending& p);
+  void break_connection(std::string reason) noexcept;
+  void hand_over_locked() noexcept;
+  void wake_leader_locked() noexcept;
+  [[noreturn]] void throw_broken_locked();
+
+  std::unique_ptr<ByteStream> stream_;
+  const std::string peer_;
+  const std::uint32_t max_payload_;
+  std::atomic<std::uint32_t> sequence_{0};
+  ParkingMutex send_mutex_;              // serialises writers of stream_ and guards out_
+  ByteWriter out_;                       // request buffer, reused
+  mutable csp::detail::SpinLock state_;  // guards everything below
+  Pending* pending_ = nullptr;           // callers waiting for a reply
+  bool reading_ = false;                 // a leader reads the stream
+  bool closed_ = false;
+  std::string broken_;                   // non-empty once broken
+  FrameReader reader_;                   // used by the leader only
+};
+
+/// Starts `fn` as a coroutine process; `latch` (may be null) is told when
+/// it ends. Used for servers and acceptors.
+void start_coroutine(std::string name, std::function<void()> fn, csp::detail::Latch* latch);
+
+// ---- value frames ------------------------------------------------------------------
+
+namespace wire_detail {
+template <class T>
+struct bulk_bytes : std::false_type {};
+template <class T, class A>
+  requires csp::codec<std::vector<T, A>>::bulk
+struct bulk_bytes<std::vector<T, A>> : std::true_type {};
+template <>
+struct bulk_bytes<std::string> : std::true_type {};
+inline constexpr std::size_t kBulkTail = 16 * 1024;  // values larger than this go as a tail
+}  // namespace wire_detail
+
+template <class T>
+void build_value_frame(OutFrame& out, FrameKind kind, std::uint32_t seq, std::uint8_t flags,
+                       const std::uint64_t* prefix, const T& value, std::uint32_t max_payload) {
+  const std::size_t start = csp::detail::begin_frame(out.head, kind, 0, seq, flags);
+  if (prefix) out.head.put_u64(*prefix);
+  if constexpr (wire_detail::bulk_bytes<T>::value) {
+    const std::size_t bytes = value.size() * sizeof(typename T::value_type);
+    if (bytes >= wire_detail::kBulkTail) {
+      csp::detail::write_count(out.head, value.size());
+      const std::size_t length = out.head.size() - start - csp::detail::frame_header_size + bytes;
+      if (length > max_payload)
+        throw TransportError("csp: cannot send a value of " + std::to_string(bytes) +
+                             " bytes: the frame limit is " + std::to_string(max_payload) +
+                             " (CSP_MAX_FRAME_BYTES)");
+      std::byte le[4];
+      csp::detail::frame_bytes::store_u32(le, static_cast<std::uint32_t>(length));
+      out.head.patch(start + 8, le, 4);
+      out.tail = ConstBuffer{value.data(), bytes};
+      return;
+    }
+  }
+  csp::codec<T>::encode(out.head, value);
+  csp::detail::end_frame(out.head, start, max_payload);
+}
+
+}  // namespace csp::transport_detail

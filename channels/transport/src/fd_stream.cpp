@@ -1,0 +1,378 @@
+// fd_stream.cpp: FdStream, the fd registry of stream.hpp, and the pipe,
+// socketpair and TCP links of fd_stream.hpp.
+#include <csp/transport/fd_stream.hpp>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <set>
+
+#include <csp/error.hpp>
+#include <csp/runtime.hpp>
+
+#include "fork_support.hpp"
+
+namespace csp::transport_detail {
+
+// ---- fd registry -------------------------------------------------------------------
+// Invariant: g_fds holds every fd a transport opened and has not closed;
+// guarded by g_fds_mutex, which os_process holds across fork() so the child
+// sees a consistent set.
+namespace {
+std::mutex g_fds_mutex;
+std::set<int>& tracked() {
+  static auto* fds = new std::set<int>;  // never destroyed: used until _exit
+  return *fds;
+}
+}  // namespace
+
+void track_fd(int fd) noexcept {
+  if (fd < 0) return;
+  std::lock_guard lock(g_fds_mutex);
+  try {
+    tracked().insert(fd);
+  } catch (...) {  // out of memory: the fd just is not closed in children
+  }
+}
+
+void untrack_fd(int fd) noexcept {
+  if (fd < 0) return;
+  std::lock_guard lock(g_fds_mutex);
+  tracked().erase(fd);
+}
+
+void close_tracked(int fd) noexcept {
+  if (fd < 0) return;
+  untrack_fd(fd);
+  ::close(fd);
+}
+
+void lock_fds_for_fork() noexcept { g_fds_mutex.lock(); }
+void unlock_fds_after_fork() noexcept { g_fds_mutex.unlock(); }
+
+void close_tracked_except_locked(const std::vector<int>& keep) noexcept {
+  auto& fds = tracked();
+  for (auto it = fds.begin(); it != fds.end();) {
+    if (std::find(keep.begin(), keep.end(), *it) == keep.end()) {
+      ::close(*it);
+      it = fds.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+// ---- link kinds ---------------------------------------------------------------------
+
+namespace {
+std::atomic<int> g_default_kind{-1};  // -1: read CSP_TRANSPORT
+}
+
+const char* to_string(LinkKind kind) noexcept {
+  switch (kind) {
+    case LinkKind::shm: return "shm";
+    case LinkKind::pipe: return "pipe";
+    case LinkKind::unix_socket: return "unix";
+    case LinkKind::tcp: return "tcp";
+  }
+  return "?";
+}
+
+std::optional<LinkKind> parse_link_kind(std::string_view text) noexcept {
+  if (text == "shm") return LinkKind::shm;
+  if (text == "pipe") return LinkKind::pipe;
+  if (text == "socket" || text == "unix") return LinkKind::unix_socket;
+  if (text == "tcp") return LinkKind::tcp;
+  return std::nullopt;
+}
+
+LinkKind default_link_kind() {
+  int forced = g_default_kind.load(std::memory_order_relaxed);
+  if (forced >= 0) return static_cast<LinkKind>(forced);
+  const char* env = std::getenv("CSP_TRANSPORT");
+  if (!env || !*env) return LinkKind::shm;
+  if (auto kind = parse_link_kind(env)) return *kind;
+  throw TransportError(std::string("csp: CSP_TRANSPORT='") + env +
+                       "' is not a transport (use shm, pipe, socket, unix or tcp)");
+}
+
+void set_default_link_kind(std::optional<LinkKind> kind) noexcept {
+  g_default_kind.store(kind ? static_cast<int>(*kind) : -1, std::memory_order_relaxed);
+}
+
+LinkKind link_kind_for(csp::transport preferred) {
+  switch (preferred) {
+    case csp::transport::shm: return LinkKind::shm;
+    case csp::transport::pipe: return LinkKind::pipe;
+    case csp::transport::socket: return LinkKind::unix_socket;
+    case csp::transport::automatic:
+    case csp::transport::inproc:
+      break;
+  }
+  return default_link_kind();
+}
+
+void ignore_sigpipe() noexcept {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction current{};
+    if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+      struct sigaction ignore{};
+      ignore.sa_handler = SIG_IGN;
+      ::sigemptyset(&ignore.sa_mask);
+      ::sigaction(SIGPIPE, &ignore, nullptr);
+    }
+  });
+}
+
+// ---- FdStream -----------------------------------------------------------------------
+
+namespace {
+void set_nonblocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0 && !(flags & O_NONBLOCK)) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+}  // namespace
+
+FdStream::FdStream(int read_fd, int write_fd, std::string description)
+    : read_fd_(read_fd), write_fd_(write_fd), description_(std::move(description)) {
+  ignore_sigpipe();
+  if (read_fd_ == write_fd_) {
+    write_fd_ = ::fcntl(read_fd_, F_DUPFD_CLOEXEC, 0);
+    if (write_fd_ < 0) {
+      close_tracked(read_fd_);
+      read_fd_ = -1;
+      throw_system_error("csp: dup of " + description_);
+    }
+  }
+  set_nonblocking(read_fd_);
+  set_nonblocking(write_fd_);
+  track_fd(read_fd_);
+  track_fd(write_fd_);
+}
+
+FdStream::~FdStream() { close(); }
+
+void FdStream::close() noexcept {
+  close_tracked(read_fd_);
+  close_tracked(write_fd_);
+  read_fd_ = write_fd_ = -1;
+  for (const auto& path : unlink_on_close_) ::unlink(path.c_str());
+  unlink_on_close_.clear();
+}
+
+std::vector<int> FdStream::fds() const {
+  std::vector<int> out;
+  if (read_fd_ >= 0) out.push_back(read_fd_);
+  if (write_fd_ >= 0) out.push_back(write_fd_);
+  return out;
+}
+
+void FdStream::fail(const char* op, int error) const {
+  if (error == EPIPE || error == ECONNRESET)
+    throw TransportError("csp: " + description_ + ": the peer closed the connection (" + op + ": " +
+                         std::strerror(error) + ")");
+  throw TransportError("csp: " + description_ + ": " + op + ": " + std::strerror(error));
+}
+
+void FdStream::write_all(const void* data, std::size_t n) {
+  ConstBuffer part{data, n};
+  write_all_v(&part, 1);
+}
+
+void FdStream::write_all_v(const ConstBuffer* parts, std::size_t count) {
+  if (write_fd_ < 0) throw TransportError("csp: " + description_ + ": write on a closed stream");
+  constexpr std::size_t kMaxParts = 8;
+  iovec iov[kMaxParts];
+  std::size_t done = 0;  // parts fully written
+  std::size_t offset = 0;  // bytes of parts[done] already written
+  while (done < count) {
+    std::size_t n = 0;
+    for (std::size_t i = done; i < count && n < kMaxParts; ++i) {
+      const auto* base = static_cast<const char*>(parts[i].data);
+      std::size_t skip = i == done ? offset : 0;
+      if (parts[i].size == skip) continue;
+      iov[n].iov_base = const_cast<char*>(base + skip);
+      iov[n].iov_len = parts[i].size - skip;
+      ++n;
+    }
+    if (n == 0) return;
+    ssize_t w = n == 1 ? ::write(write_fd_, iov[0].iov_base, iov[0].iov_len) : ::writev(write_fd_, iov, static_cast<int>(n));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        csp::detail::wait_fd(write_fd_, EPOLLOUT, csp::detail::forever, "write");
+        continue;
+      }
+      fail("write", errno);
+    }
+    auto left = static_cast<std::size_t>(w);
+    while (done < count) {
+      std::size_t rest = parts[done].size - offset;
+      if (left < rest) {
+        offset += left;
+        break;
+      }
+      left -= rest;
+      ++done;
+      offset = 0;
+    }
+  }
+}
+
+std::optional<std::size_t> FdStream::read_some(void* data, std::size_t n, Deadline deadline) {
+  if (read_fd_ < 0) throw TransportError("csp: " + description_ + ": read on a closed stream");
+  if (wait_first_read_) {
+    if (!csp::detail::wait_fd(read_fd_, EPOLLIN | EPOLLRDHUP, deadline, "read")) return std::nullopt;
+    wait_first_read_ = false;
+  }
+  for (;;) {
+    ssize_t r = ::read(read_fd_, data, n);
+    if (r >= 0) return static_cast<std::size_t>(r);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) {
+      if (!csp::detail::wait_fd(read_fd_, EPOLLIN | EPOLLRDHUP, deadline, "read")) return std::nullopt;
+      continue;
+    }
+    fail("read", errno);
+  }
+}
+
+// ---- links ---------------------------------------------------------------------------
+
+namespace {
+
+/// A link whose two ends are already-connected fd pairs.
+class FdForkLink final : public ForkLink {
+ public:
+  FdForkLink(int parent_read, int parent_write, int child_read, int child_write, const char* kind)
+      : parent_{parent_read, parent_write}, child_{child_read, child_write}, kind_(kind) {
+    for (int fd : {parent_read, parent_write, child_read, child_write}) track_fd(fd);
+  }
+  ~FdForkLink() override {
+    release(parent_);
+    release(child_);
+  }
+  std::unique_ptr<ByteStream> parent_end() override {
+    release(child_);
+    return take(parent_, std::string(kind_) + " to child pid " + std::to_string(child_pid_hint()));
+  }
+  std::unique_ptr<ByteStream> child_end() override {
+    release(parent_);
+    return take(child_, std::string(kind_) + " to parent pid " + std::to_string(::getppid()));
+  }
+
+ private:
+  struct Pair {
+    int read, write;
+  };
+  static void release(Pair& p) noexcept {
+    close_tracked(p.read);
+    if (p.write != p.read) close_tracked(p.write);
+    p.read = p.write = -1;
+  }
+  static std::unique_ptr<ByteStream> take(Pair& p, std::string description) {
+    if (p.read < 0) throw TransportError("csp: a fork link end was taken twice");
+    Pair q = std::exchange(p, Pair{-1, -1});
+    untrack_fd(q.read);
+    untrack_fd(q.write);  // FdStream tracks what it keeps
+    return std::make_unique<FdStream>(q.read, q.write, std::move(description));
+  }
+  static long child_pid_hint() noexcept { return last_forked_pid(); }
+
+  Pair parent_;       // fds the parent keeps
+  Pair child_;        // fds the child keeps
+  const char* kind_;  // for descriptions
+};
+
+std::unique_ptr<ForkLink> make_pipe_link() {
+  int down[2], up[2];  // down: parent -> child; up: child -> parent
+  if (::pipe2(down, O_CLOEXEC | O_NONBLOCK) != 0) throw_system_error("csp: pipe");
+  if (::pipe2(up, O_CLOEXEC | O_NONBLOCK) != 0) {
+    int e = errno;
+    ::close(down[0]);
+    ::close(down[1]);
+    errno = e;
+    throw_system_error("csp: pipe");
+  }
+  // Larger pipes let a big message go in one write; failure is harmless.
+  for (int fd : {down[1], up[1]}) (void)::fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+  return std::make_unique<FdForkLink>(up[0], down[1], down[0], up[1], "pipe");
+}
+
+std::unique_ptr<ForkLink> make_socketpair_link() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0)
+    throw_system_error("csp: socketpair");
+  return std::make_unique<FdForkLink>(sv[0], sv[0], sv[1], sv[1], "unix socket");
+}
+
+std::unique_ptr<ForkLink> make_tcp_link() {
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listener < 0) throw_system_error("csp: socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  int client = -1, server = -1;
+  auto cleanup = [&] {
+    int e = errno;
+    for (int fd : {listener, client, server})
+      if (fd >= 0) ::close(fd);
+    errno = e;
+  };
+  if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listener, 1) != 0 ||
+      ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    cleanup();
+    throw_system_error("csp: tcp link listener on 127.0.0.1");
+  }
+  client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // Loopback connect completes within the call (the listener's backlog takes it).
+  if (client < 0 || ::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    cleanup();
+    throw_system_error("csp: tcp link connect to 127.0.0.1");
+  }
+  server = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  if (server < 0) {
+    cleanup();
+    throw_system_error("csp: tcp link accept");
+  }
+  ::close(listener);
+  int one = 1;
+  for (int fd : {client, server}) ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return std::make_unique<FdForkLink>(server, server, client, client, "tcp");
+}
+
+}  // namespace
+
+std::unique_ptr<ForkLink> make_fork_link(LinkKind kind) {
+  switch (kind) {
+    case LinkKind::shm:
+#if defined(CSP_HAVE_SHM) || __has_include(<csp/transport/shm.hpp>)
+      return make_shm_fork_link();
+#else
+      // TODO(shm): the shm ring pair is not built in yet; a socketpair keeps
+      // os_process working meanwhile.
+      return make_socketpair_link();
+#endif
+    case LinkKind::pipe: return make_pipe_link();
+    case LinkKind::unix_socket: return make_socketpair_link();
+    case LinkKind::tcp: return make_tcp_link();
+  }
+  throw TransportError("csp: unknown link kind");
+}
+
+}  // namespace csp::transport_detail

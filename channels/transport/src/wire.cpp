@@ -1,0 +1,463 @@
+// wire.cpp: the untyped half of csp/transport/wire.hpp: frame reading, the
+// parking mutex, and the leader/follower client of a remote end.
+//
+// ClientCore invariants (guarded by state_):
+// - pending_ lists every caller that sent a request and has not taken its
+//   reply; each has a distinct sequence.
+// - reading_ is true while exactly one caller (the leader) reads stream_;
+//   only the leader touches reader_. A reply for another caller is copied
+//   into its Pending (done = true) and that caller is woken if parked.
+// - When the leader stops, it wakes one parked caller whose reply has not
+//   come, which then leads. A caller parks only while reading_ is true or
+//   it is done, so some caller always reads while replies are awaited.
+// - broken_ is set once and never cleared; every waiter is woken then.
+#include <csp/transport/wire.hpp>
+
+#include <csp/transport/server.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <functional>
+
+#include <csp/error.hpp>
+
+namespace csp::transport_detail {
+
+using csp::detail::Clock;
+using csp::detail::forever;
+using csp::detail::Waiter;
+
+std::uint64_t encode_timeout(Deadline deadline) noexcept {
+  if (deadline == forever) return kTimeoutForever;
+  auto now = Clock::now();
+  if (deadline <= now) return 0;
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
+  return ns <= 0 ? 1 : static_cast<std::uint64_t>(ns);
+}
+
+Deadline decode_timeout(std::uint64_t timeout) noexcept {
+  if (timeout == kTimeoutForever) return forever;
+  auto now = Clock::now();
+  if (timeout == 0) return now;
+  // Anything beyond a century is forever (and cannot overflow the clock).
+  if (timeout > std::uint64_t{100} * 365 * 24 * 3600 * 1000000000ull) return forever;
+  return now + std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(timeout));
+}
+
+std::uint32_t max_frame_payload(bool trusted) noexcept {
+  if (trusted) return 0xFFFFFFFFu;
+  if (const char* env = std::getenv("CSP_MAX_FRAME_BYTES"); env && *env) {
+    unsigned long long v = std::strtoull(env, nullptr, 10);
+    if (v > 0) return static_cast<std::uint32_t>(std::min<unsigned long long>(v, 0xFFFFFFFFull));
+  }
+  return csp::detail::default_max_frame_payload;
+}
+
+// ---- FrameReader ---------------------------------------------------------------------
+
+FrameReader::Result FrameReader::next(ByteStream& stream, Deadline deadline, csp::detail::Frame& frame) {
+  constexpr std::size_t kChunk = 64 * 1024;
+  constexpr std::size_t kShrinkAbove = 8u << 20;
+  if (begin_ == end_) {
+    begin_ = end_ = 0;
+    if (buffer_.size() > kShrinkAbove) std::vector<std::byte>(kChunk).swap(buffer_);
+  }
+  std::size_t need = csp::detail::frame_header_size;
+  bool header_done = false;
+  csp::detail::FrameHeader header;
+  for (;;) {
+    if (!header_done && end_ - begin_ >= csp::detail::frame_header_size) {
+      try {
+        header = csp::detail::decode_frame_header(
+            std::span<const std::byte, csp::detail::frame_header_size>(buffer_.data() + begin_,
+                                                                        csp::detail::frame_header_size),
+            max_payload_);
+      } catch (const TransportError& e) {
+        throw TransportError(std::string(e.what()) + " (at stream offset " + std::to_string(offset_) + ")");
+      }
+      header_done = true;
+      need = csp::detail::frame_header_size + header.length;
+    }
+    if (header_done && end_ - begin_ >= need) {
+      frame.header = header;
+      frame.payload = std::span<const std::byte>(buffer_.data() + begin_ + csp::detail::frame_header_size,
+                                                 header.length);
+      begin_ += need;
+      offset_ += need;
+      return Result::frame;
+    }
+    // Make room for the rest of this frame (and a chunk more when small).
+    if (buffer_.size() - begin_ < need) {
+      if (begin_ != 0) {
+        std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+      }
+      if (buffer_.size() < need) buffer_.resize(std::max(need, kChunk));
+    }
+    if (buffer_.size() == end_) {
+      if (begin_ != 0) {
+        std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+      } else {
+        buffer_.resize(std::max(buffer_.size() * 2, kChunk));
+      }
+    }
+    auto got = stream.read_some(buffer_.data() + end_, buffer_.size() - end_, deadline);
+    if (!got) return Result::timeout;
+    if (*got == 0) {
+      if (end_ == begin_) return Result::eof;
+      throw TransportError("csp: " + stream.describe() + ": the stream ended inside a frame (" +
+                           std::to_string(end_ - begin_) + " of " +
+                           (header_done ? std::to_string(need) : std::string("at least 16")) +
+                           " bytes received, at stream offset " + std::to_string(offset_) + ")");
+    }
+    end_ += *got;
+  }
+}
+
+// ---- ParkingMutex ----------------------------------------------------------------------
+
+void ParkingMutex::lock() {
+  state_.lock();
+  if (!held_) {
+    held_ = true;
+    state_.unlock();
+    return;
+  }
+  // Not deadlockable: the holder is sending on a stream, which the peer drains.
+  Waiter w("lock", "transport send", false);
+  Node node{&w, nullptr};
+  if (tail_) tail_->next = &node; else head_ = &node;
+  tail_ = &node;
+  state_.unlock();
+  csp::detail::wait(w, forever);  // ownership is handed over by unlock()
+}
+
+void ParkingMutex::unlock() noexcept {
+  state_.lock();
+  Node* next = head_;
+  if (!next) {
+    held_ = false;
+    state_.unlock();
+    return;
+  }
+  head_ = next->next;
+  if (!head_) tail_ = nullptr;
+  state_.unlock();
+  // held_ stays true: the lock passes to `next`.
+  if (next->waiter->try_select(csp::detail::kWoken)) next->waiter->wake();
+}
+
+// ---- frames -----------------------------------------------------------------------------
+
+void build_frame(OutFrame& out, FrameKind kind, std::uint32_t seq, std::uint8_t flags, const std::uint64_t* prefix) {
+  const std::size_t start = csp::detail::begin_frame(out.head, kind, 0, seq, flags);
+  if (prefix) out.head.put_u64(*prefix);
+  csp::detail::end_frame(out.head, start, 0xFFFFFFFFu);
+}
+
+void build_text_frame(OutFrame& out, FrameKind kind, std::uint32_t seq, std::uint8_t flags, std::string_view text) {
+  const std::size_t start = csp::detail::begin_frame(out.head, kind, 0, seq, flags);
+  csp::detail::encode_hello_nak(out.head, text);  // a length-prefixed string
+  csp::detail::end_frame(out.head, start, 0xFFFFFFFFu);
+}
+
+// ---- ClientCore -------------------------------------------------------------------------
+
+ClientCore::ClientCore(std::unique_ptr<ByteStream> stream, std::string peer, std::uint32_t max_payload)
+    : stream_(std::move(stream)), peer_(std::move(peer)), max_payload_(max_payload), reader_(max_payload) {}
+
+ClientCore::~ClientCore() { close(); }
+
+bool ClientCore::broken() const {
+  std::lock_guard lock(state_);
+  return !broken_.empty();
+}
+
+std::string ClientCore::broken_reason() const {
+  std::lock_guard lock(state_);
+  return broken_;
+}
+
+void ClientCore::link(Pending& p) {
+  p.prev = nullptr;
+  p.next = pending_;
+  if (pending_) pending_->prev = &p;
+  pending_ = &p;
+}
+
+void ClientCore::unlink(Pending& p) {
+  if (p.prev) p.prev->next = p.next; else if (pending_ == &p) pending_ = p.next;
+  if (p.next) p.next->prev = p.prev;
+  p.prev = p.next = nullptr;
+}
+
+void ClientCore::throw_broken_locked() {
+  std::string why = broken_;
+  state_.unlock();
+  throw TransportError(why);
+}
+
+void ClientCore::break_connection(std::string reason) noexcept {
+  std::vector<Waiter*> wake;
+  state_.lock();
+  if (broken_.empty()) broken_ = reason.empty() ? "csp: " + peer_ + ": connection lost" : std::move(reason);
+  for (Pending* p = pending_; p; p = p->next) {
+    if (p->waiter) {
+      wake.push_back(p->waiter);
+      p->waiter = nullptr;
+    }
+  }
+  state_.unlock();
+  for (Waiter* w : wake)
+    if (w->try_select(csp::detail::kWoken)) w->wake();
+}
+
+void ClientCore::send_frame(Build build, std::uint32_t seq) {
+  send_mutex_.lock();
+  OutFrame frame{out_};
+  try {
+    out_.clear();
+    build(frame, seq);  // may throw (a value over the frame limit): nothing was sent
+  } catch (...) {
+    send_mutex_.unlock();
+    throw;
+  }
+  try {
+    if (frame.tail.size) {
+      ConstBuffer parts[2] = {{out_.data(), out_.size()}, frame.tail};
+      stream_->write_all_v(parts, 2);
+    } else {
+      stream_->write_all(out_.data(), out_.size());
+    }
+  } catch (const TransportError& e) {
+    send_mutex_.unlock();
+    break_connection(e.what());
+    throw;
+  }
+  send_mutex_.unlock();
+}
+
+std::uint32_t ClientCore::send(Build build) {
+  {
+    std::lock_guard lock(state_);
+    if (!broken_.empty()) throw TransportError(broken_);
+  }
+  const std::uint32_t seq = next_sequence();
+  send_frame(build, seq);
+  return seq;
+}
+
+void ClientCore::call(Build build, OnReply on_reply) {
+  Pending me;
+  me.seq = next_sequence();
+  state_.lock();
+  if (!broken_.empty()) throw_broken_locked();
+  link(me);
+  state_.unlock();
+  try {
+    send_frame(build, me.seq);
+  } catch (...) {
+    std::lock_guard lock(state_);
+    unlink(me);
+    throw;
+  }
+  wait_reply(me, on_reply, forever);
+}
+
+bool ClientCore::await(std::uint32_t seq, OnReply on_reply, Deadline deadline) {
+  Pending me;
+  me.seq = seq;
+  state_.lock();
+  if (!broken_.empty()) throw_broken_locked();
+  link(me);
+  state_.unlock();
+  return wait_reply(me, on_reply, deadline);
+}
+
+bool ClientCore::wait_reply(Pending& me, OnReply on_reply, Deadline deadline) {
+  for (;;) {
+    state_.lock();
+    if (me.done) {
+      unlink(me);
+      state_.unlock();
+      on_reply(me.header, me.payload);
+      return true;
+    }
+    if (!broken_.empty()) {
+      unlink(me);
+      throw_broken_locked();
+    }
+    if (!reading_) {
+      reading_ = true;
+      state_.unlock();
+      return lead(me, on_reply, deadline);
+    }
+    if (deadline != forever && deadline <= Clock::now()) {
+      unlink(me);
+      if (!reading_) wake_leader_locked();
+      state_.unlock();
+      return false;
+    }
+    Waiter w("read", peer_, false);
+    me.waiter = &w;
+    state_.unlock();
+    if (csp::detail::wait(w, deadline) == csp::detail::kTimedOut) {
+      std::lock_guard lock(state_);
+      me.waiter = nullptr;
+    }
+  }
+}
+
+void ClientCore::wake_leader_locked() noexcept {
+  // A follower whose wait timed out loses the CAS here; it is awake anyway
+  // and leads (or leaves, handing over in turn) when it runs.
+  for (Pending* p = pending_; p; p = p->next) {
+    if (!p->done && p->waiter) {
+      Waiter* w = std::exchange(p->waiter, nullptr);
+      if (w->try_select(csp::detail::kWoken)) {
+        w->wake();
+        return;
+      }
+    }
+  }
+}
+
+void ClientCore::hand_over_locked() noexcept {
+  reading_ = false;
+  wake_leader_locked();
+}
+
+bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
+  csp::detail::Frame frame;
+  try {
+    for (;;) {
+      auto result = reader_.next(*stream_, deadline, frame);
+      if (result == FrameReader::Result::timeout) {
+        std::lock_guard lock(state_);
+        unlink(me);
+        hand_over_locked();
+        return false;
+      }
+      if (result == FrameReader::Result::eof)
+        throw TransportError("csp: " + peer_ + ": the peer closed the connection");
+      const FrameHeader& h = frame.header;
+      if (h.sequence == me.seq) {
+        // Still the leader while on_reply reads the buffer.
+        std::exception_ptr error;
+        try {
+          on_reply(h, frame.payload);
+        } catch (...) {
+          error = std::current_exception();
+        }
+        {
+          std::lock_guard lock(state_);
+          unlink(me);
+          hand_over_locked();
+        }
+        if (error) std::rethrow_exception(error);
+        return true;
+      }
+      Waiter* wake = nullptr;
+      bool found = false;
+      {
+        std::lock_guard lock(state_);
+        for (Pending* p = pending_; p; p = p->next) {
+          if (p->seq == h.sequence && !p->done) {
+            p->header = h;
+            p->payload.assign(frame.payload.begin(), frame.payload.end());
+            p->done = true;
+            wake = std::exchange(p->waiter, nullptr);
+            found = true;
+            break;
+          }
+        }
+      }
+      if (wake && wake->try_select(csp::detail::kWoken)) wake->wake();
+      if (!found) {
+        if (h.kind == FrameKind::hello_nak)
+          throw TransportError(csp::detail::decode_hello_nak(frame.payload));
+        throw TransportError("csp: " + peer_ + ": unexpected " + std::string(csp::detail::frame_kind_name(h.kind)) +
+                             " frame (sequence " + std::to_string(h.sequence) + ")");
+      }
+    }
+  } catch (const TransportError& e) {
+    break_connection(e.what());
+    std::string why;
+    {
+      std::lock_guard lock(state_);
+      reading_ = false;
+      unlink(me);
+      why = broken_;
+    }
+    throw TransportError(why);
+  }
+}
+
+void ClientCore::close() noexcept {
+  {
+    std::lock_guard lock(state_);
+    if (closed_) return;
+    closed_ = true;
+  }
+  try {
+    bool ok;
+    {
+      std::lock_guard lock(state_);
+      ok = broken_.empty();
+    }
+    if (ok) {
+      call([](OutFrame& out, std::uint32_t seq) { build_frame(out, FrameKind::close, seq, 0); },
+           [](const FrameHeader&, std::span<const std::byte>) {});
+    }
+  } catch (...) {
+  }
+  break_connection("csp: " + peer_ + ": the connection was closed");
+  stream_->close();
+}
+
+// ---- coroutines ------------------------------------------------------------------------------
+
+namespace {
+class FunctionBody final : public csp::detail::ProcessBody {
+ public:
+  explicit FunctionBody(std::function<void()> fn) : fn_(std::move(fn)) {}
+  std::exception_ptr run() noexcept override {
+    std::exception_ptr error;
+    try {
+      fn_();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    fn_ = nullptr;
+    return error;
+  }
+
+ private:
+  std::function<void()> fn_;
+};
+}  // namespace
+
+void start_coroutine(std::string name, std::function<void()> fn, csp::detail::Latch* latch) {
+  auto body = std::make_unique<FunctionBody>(std::move(fn));
+  body->name_ = std::move(name);
+  csp::detail::start(std::move(body), latch, csp::detail::Placement::coroutine);
+}
+
+}  // namespace csp::transport_detail
+
+namespace csp::transport_detail {
+
+PollHints& poll_hints(const void* channel) noexcept {
+  static PollHints table[256];
+  auto h = reinterpret_cast<std::uintptr_t>(channel);
+  h ^= h >> 17;
+  h *= 0x9E3779B97F4A7C15ull;
+  return table[(h >> 56) & 255];
+}
+
+}  // namespace csp::transport_detail
