@@ -58,7 +58,7 @@ struct Op {
   void* slot_ = nullptr;          // reader: std::optional<T>* to fill; writer: T* to take
   Op* prev_ = nullptr;
   Op* next_ = nullptr;
-  bool linked_ = false;           // in a queue (guarded by the channel lock)
+  const void* queue_ = nullptr;   // the OpQueue it is in, or null (guarded by the channel lock)
 };
 
 /// FIFO of ops, intrusive.
@@ -69,7 +69,7 @@ class OpQueue {
     op->next_ = nullptr;
     if (tail_) tail_->next_ = op; else head_ = op;
     tail_ = op;
-    op->linked_ = true;
+    op->queue_ = this;
   }
   Op* pop_front() noexcept {
     Op* op = head_;
@@ -77,11 +77,11 @@ class OpQueue {
     return op;
   }
   void unlink(Op* op) noexcept {
-    if (!op->linked_) return;
+    if (op->queue_ != this) return;  // in the other queue, or in none
     if (op->prev_) op->prev_->next_ = op->next_; else head_ = op->next_;
     if (op->next_) op->next_->prev_ = op->prev_; else tail_ = op->prev_;
     op->prev_ = op->next_ = nullptr;
-    op->linked_ = false;
+    op->queue_ = nullptr;
   }
   [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
 
