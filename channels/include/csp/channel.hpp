@@ -203,6 +203,7 @@ class Channel {
   /// Options in any order: a name (string), csp::buffer(n) or
   /// csp::priority_buffer(n, less), a csp::transport.
   template <class... Options>
+    requires((!std::is_same_v<std::remove_cvref_t<Options>, Channel>) && ...)
   explicit Channel(Options&&... options) {
     std::string name;
     std::optional<detail::ChannelBuffer<T>> buffer;
