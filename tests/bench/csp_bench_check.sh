@@ -66,7 +66,11 @@ head -1 "$tmp/table" | grep -q 'workload.*size.*transport.*unit.*median.*min.*ma
 grep -q 'csp-bench: .* entries in' "$tmp/progress" || fail "no progress summary on stderr"
 if grep -q FAILED "$tmp/table"; then cat "$tmp/table"; fail "a benchmark failed"; fi
 
-python3 - "$tmp/run.json" "$tmp/table" <<'EOF' || fail "JSON check failed"
+# Every transport this build has (per --list) must have results.
+"$bench" --list --sizes 8,64K --filter pingpong/,stream/,commstime/ | awk '{split($1, p, "/"); print p[2]}' \
+  | grep -v '^$' | sort -u > "$tmp/transports"
+
+python3 - "$tmp/run.json" "$tmp/table" "$tmp/transports" <<'EOF' || fail "JSON check failed"
 import json, sys
 doc = json.load(open(sys.argv[1]))
 table = open(sys.argv[2]).read()
@@ -92,6 +96,7 @@ expected = {"floor:fiber", "floor:memcpy", "floor:shm-ring", "floor:shm-futex",
             "floor:shm-eventfd", "floor:pipe", "floor:unix", "floor:tcp"}
 if ctx.get("csp"):
     expected |= {"inproc-1w", "inproc-Nw", "thread"}
+expected |= {t for t in open(sys.argv[3]).read().split() if t}
 missing = expected - transports
 assert not missing, f"transports without results: {sorted(missing)}"
 print(f"json ok: {len(results)} results, transports: {', '.join(sorted(transports))}")
