@@ -305,10 +305,12 @@ std::string panel(const std::string& data, const std::vector<Series>& series,
   gp << "plot ";
   for (std::size_t i = 0; i < series.size(); ++i) {
     const Series& s = series[i];
-    gp << (i ? ", \\\n     " : "") << gp_quote(data) << " index " << i
-       << " using 1:2:3:4 with yerrorlines lc rgb '" << kColours[i % 16] << "' lw "
-       << (s.floor ? 1 : 2) << " pt " << (s.floor ? kOpen : kFilled)[(i / 3) % 6]
-       << " ps 0.7 title " << gp_quote(gp_plain(s.transport));
+    const char* colour = kColours[i % 16];
+    const int width = s.floor ? 1 : 2;
+    const int point = s.floor ? kOpen[(i / 3) % 6] : kFilled[(i / 3) % 6];
+    if (i) gp << ", \\\n     ";
+    gp << gp_quote(data) << " index " << i << " using 1:2:3:4 with yerrorlines lc rgb '" << colour
+       << "' lw " << width << " pt " << point << " ps 0.7 title " << gp_quote(gp_plain(s.transport));
   }
   gp << "\n";
   return gp.str();
