@@ -1,9 +1,11 @@
 // csp-bench: the same CSP workloads over every transport, each beside its raw
 // floor, in one process run. See bench/README.md and `csp-bench --help`.
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <boost/version.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <set>
@@ -102,6 +104,19 @@ int run(int argc, char** argv) {
   if (!opt.plot_path.empty() && !gnuplot_available()) {
     std::fprintf(stderr, "csp-bench: --plot needs gnuplot (apt-get install gnuplot-nox)\n");
     return 2;
+  }
+  // Output files must be writable before a long run starts, not after it:
+  // open each for appending (creating it), and remove it again if it was new.
+  for (const std::string* path : {&opt.json_path, &opt.plot_path}) {
+    if (path->empty()) continue;
+    const bool existed = access(path->c_str(), F_OK) == 0;
+    const int fd = open(path->c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      std::fprintf(stderr, "csp-bench: cannot write '%s': %s\n", path->c_str(), std::strerror(errno));
+      return 2;
+    }
+    close(fd);
+    if (!existed) unlink(path->c_str());
   }
   const std::vector<std::size_t> sizes = opt.sizes.empty() ? default_sizes(opt.full) : opt.sizes;
   HarnessConfig cfg;

@@ -46,6 +46,7 @@ expect_usage_error --transport no-such-transport
 expect_usage_error --filter no-such-entry-anywhere
 expect_usage_error --reps 0
 expect_usage_error stray-argument
+expect_usage_error --json /nonexistent-dir/x.json --filter switch
 
 # --plot without gnuplot: the documented message, status 2, nothing run.
 status=0
