@@ -68,7 +68,8 @@ first two allowed CPUs. Each csp measurement runs in a freshly forked child
 that configures its own runtime (1 worker, or one per CPU), so csp-bench
 itself never starts csp and the floors run undisturbed.
 Exit status: 0 ok, 1 some benchmark failed (the others are reported),
-2 bad arguments or --plot without gnuplot.
+2 bad arguments, an unwritable --json/--plot path, or --plot without
+gnuplot (all checked before anything runs).
 )";
 }
 
