@@ -143,6 +143,10 @@ ShmOptions parking_only() {  // every wait parks on the eventfd
   o.max_spin = std::chrono::nanoseconds(0);
   return o;
 }
+ShmOptions without_membarrier(ShmOptions o = {}) {  // seq_cst on both sides
+  o.use_membarrier = false;
+  return o;
+}
 
 void ping_pong(ByteStream& s, int rounds) {
   for (std::uint64_t i = 0; i < static_cast<std::uint64_t>(rounds); ++i) {
@@ -180,6 +184,60 @@ TEST(ShmStream, ForkPingPongWithParkingOnly) {
   pid_t pid = fork_child([&] { return echo(*link->child_end()); });
   auto s = link->parent_end();
   ping_pong(*s, 2000);
+  s->close();
+  EXPECT_EQ(reap(pid), 0);
+}
+
+// Both sides park on every wait and the ring holds one page, so nearly every
+// write and read goes through the sleeping-flag handshake: a lost wake-up
+// hangs here (the child's alarm ends it).
+void stream_through_parking(const ShmOptions& options) {
+  constexpr std::uint64_t kTotal = 20'000'000;
+  auto link = csp::transport_detail::make_shm_fork_link(options);
+  pid_t pid = fork_child([&] {
+    auto s = link->child_end();
+    std::vector<unsigned char> buf(10000);
+    std::uint64_t got = 0, sum = kFnvBasis;
+    while (got < kTotal) {
+      auto r = s->read_some(buf.data(), std::min<std::uint64_t>(buf.size(), kTotal - got), csp::detail::forever);
+      if (!r || *r == 0) return 4;
+      sum = checksum(sum, buf.data(), *r);
+      got += *r;
+    }
+    send_u64(*s, sum);
+    return 0;
+  });
+  auto s = link->parent_end();
+  std::vector<unsigned char> buf(7000);
+  std::uint64_t sum = kFnvBasis;
+  for (std::uint64_t pos = 0; pos < kTotal;) {
+    std::size_t n = std::min<std::uint64_t>(1 + pos % buf.size(), kTotal - pos);
+    fill(buf.data(), pos, n);
+    sum = checksum(sum, buf.data(), n);
+    s->write_all(buf.data(), n);
+    pos += n;
+  }
+  EXPECT_EQ(recv_u64(*s), sum);
+  EXPECT_EQ(reap(pid), 0);
+}
+
+TEST(ShmStream, StreamThroughParkingWithMembarrier) {
+  ShmOptions o = parking_only();
+  o.ring_bytes = 4096;
+  stream_through_parking(o);
+}
+
+TEST(ShmStream, StreamThroughParkingWithoutMembarrier) {
+  ShmOptions o = without_membarrier(parking_only());
+  o.ring_bytes = 4096;
+  stream_through_parking(o);
+}
+
+TEST(ShmStream, ForkPingPongWithoutMembarrier) {
+  auto link = csp::transport_detail::make_shm_fork_link(without_membarrier());
+  pid_t pid = fork_child([&] { return echo(*link->child_end()); });
+  auto s = link->parent_end();
+  ping_pong(*s, 20000);
   s->close();
   EXPECT_EQ(reap(pid), 0);
 }
@@ -553,6 +611,41 @@ TEST(ShmAddress, HostAndConnectAcrossProcesses) {
   }));
   EXPECT_EQ(reap(pid), 0);
   EXPECT_EQ(shm_leftovers(), 0);
+}
+
+// The host keeps seq_cst and parks at once; the connecting side (defaults)
+// would use membarrier: the two must agree on seq_cst and lose no wake-up.
+TEST(ShmAddress, SidesThatDisagreeOnMembarrierStillWork) {
+  const std::string name = unique_name("mixed");
+  ShmOptions host_options = without_membarrier(parking_only());
+  host_options.ring_bytes = 4096;
+  csp::transport_detail::ShmListener listener(name, host_options);
+  pid_t pid = fork_child([&] {
+    auto s = csp::transport_detail::shm_connect(name, Clock::now() + 10s);
+    if (!s) return 8;
+    // Echo in blocks: exercises both rings with a full ring either way.
+    std::vector<unsigned char> buf(3000);
+    for (;;) {
+      auto r = s->read_some(buf.data(), buf.size(), csp::detail::forever);
+      if (!r || *r == 0) return 0;
+      s->write_all(buf.data(), *r);
+    }
+  });
+  auto s = listener.accept(Clock::now() + 10s);
+  ASSERT_NE(s, nullptr);
+  for (std::uint64_t i = 0; i < 2000; ++i) {
+    send_u64(*s, i);
+    ASSERT_EQ(recv_u64(*s), i);
+  }
+  constexpr std::size_t kTotal = 4'000'000;
+  std::vector<unsigned char> out(kTotal), back(kTotal);
+  fill(out.data(), 0, kTotal);
+  std::thread reader([&] { EXPECT_TRUE(read_exact(*s, back.data(), kTotal)); });
+  s->write_all(out.data(), kTotal);
+  reader.join();
+  EXPECT_EQ(out, back);
+  s->close();
+  EXPECT_EQ(reap(pid), 0);
 }
 
 TEST(ShmAddress, ConnectBeforeTheHostExistsWaitsForIt) {

@@ -33,6 +33,20 @@
 //   plus mfence, and ThreadSanitizer models them, which it does not fences.)
 //   Every store to head, tail and the sleeping flags is seq_cst, so the
 //   total order covers all of them.
+// - Asymmetric barriers: the store-then-load above costs the publishing side
+//   a full barrier per publication, which stalls it until the index's cache
+//   line comes back from the spinning peer (about one cross-core hop per
+//   small write). Where membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) works,
+//   the parking side pays instead: it stores its sleeping flag and then runs
+//   that barrier, which executes a full barrier on every CPU running a
+//   registered process; the publishing side (registered) may then store its
+//   index with release and load the flag after only a compiler barrier.
+//   Either the peer's barrier came before our store (then our load sees the
+//   flag), or after our load (then its load sees our index), or between them
+//   (an ordinary Dekker). A side publishes light only on a ring whose peer
+//   has set consumer_membarrier / producer_membarrier, and a side that set
+//   it always barriers before parking; so each pair is sound, and a peer
+//   without membarrier keeps both sides on seq_cst.
 // - writer_closed is set once by the producer's close(), after its last head
 //   store (release); a consumer that sees it (acquire) and then an empty ring
 //   is at end of stream. reader_closed is set once by the consumer's close().
@@ -47,11 +61,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <linux/membarrier.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -88,14 +104,18 @@ struct RingControl {
   alignas(64) std::atomic<std::uint64_t> head{0};
   // Bytes consumed by the consumer.
   alignas(64) std::atomic<std::uint64_t> tail{0};
-  // Consumer's rare flags: it is parked (or about to), it closed its side.
+  // Consumer's rare flags: it is parked (or about to), it closed its side,
+  // it runs the heavy barrier before parking (set once, before it first
+  // parks; see "Asymmetric barriers").
   alignas(64) std::atomic<std::uint32_t> reader_sleeping{0};
   std::atomic<std::uint32_t> reader_closed{0};
+  std::atomic<std::uint32_t> consumer_membarrier{0};
   // Producer's rare flags: parked (or about to) waiting for space_wanted
-  // free bytes; closed its side.
+  // free bytes; closed its side; runs the heavy barrier before parking.
   alignas(64) std::atomic<std::uint32_t> writer_sleeping{0};
   std::atomic<std::uint32_t> writer_closed{0};
   std::atomic<std::uint64_t> space_wanted{0};
+  std::atomic<std::uint32_t> producer_membarrier{0};
 };
 
 struct Header {
@@ -251,6 +271,30 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
+// Registers this process for MEMBARRIER_CMD_GLOBAL_EXPEDITED (once per
+// process: a fork child registers again) and checks the barrier itself runs.
+bool membarrier_ready() noexcept {
+  static std::atomic<pid_t> ready_in{0};   // pid of the process that registered
+  static std::atomic<pid_t> failed_in{0};  // pid of a process where it failed
+  const pid_t pid = ::getpid();
+  if (ready_in.load(std::memory_order_acquire) == pid) return true;
+  if (failed_in.load(std::memory_order_acquire) == pid) return false;
+  const long cmds = ::syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  const bool ok = cmds >= 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0 &&
+                  (cmds & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0 &&
+                  ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0 &&
+                  ::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
+  (ok ? ready_in : failed_in).store(pid, std::memory_order_release);
+  return ok;
+}
+
+// The heavy half of the asymmetric barrier. False if the kernel refused it
+// after all (it worked at registration): the caller then parks with a short
+// timeout, so a wake-up lost to a light peer costs at most that.
+bool heavy_barrier() noexcept { return ::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0; }
+
+constexpr auto kUnsureParkLimit = std::chrono::milliseconds(1);
+
 std::int64_t default_max_spin_ns() {
   static const std::int64_t value = [] {
     if (const char* env = std::getenv("CSP_SHM_SPIN_US")) {
@@ -344,6 +388,12 @@ ShmStream::ShmStream(std::shared_ptr<shm_detail::Segment> segment, int side, std
       options.max_spin ? std::max<std::int64_t>(0, options.max_spin->count()) : default_max_spin_ns();
   read_spin_ = {max_spin, max_spin / 2};
   write_spin_ = {max_spin, max_spin / 2};
+  asymmetric_ = options.use_membarrier && membarrier_ready();
+  if (asymmetric_) {
+    // From now on we barrier before parking on either ring.
+    out_->producer_membarrier.store(1, std::memory_order_seq_cst);
+    in_->consumer_membarrier.store(1, std::memory_order_seq_cst);
+  }
 }
 
 ShmStream::~ShmStream() {
@@ -417,10 +467,19 @@ void ShmStream::write_all(const void* data, std::size_t n) {
 }
 
 void ShmStream::publish() noexcept {
+  if (!light_publish_ && asymmetric_)
+    light_publish_ = out_->consumer_membarrier.load(std::memory_order_relaxed) != 0;
   // SYNC POINT with the acquire loads of head in read_some and
   // wait_for_data: the bytes copied before are visible once head is.
-  // seq_cst for the Dekker pairing in wake_reader.
-  out_->head.store(out_head_, std::memory_order_seq_cst);
+  if (light_publish_) {
+    out_->head.store(out_head_, std::memory_order_release);
+    // Light half of the asymmetric barrier (the reader's membarrier is the
+    // heavy half): only the compiler must keep the flag load after the store.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    // seq_cst for the Dekker pairing in wake_reader.
+    out_->head.store(out_head_, std::memory_order_seq_cst);
+  }
   wake_reader();
 }
 
@@ -513,14 +572,24 @@ std::optional<std::size_t> ShmStream::read_some(void* data, std::size_t n, Deadl
       copy_out(dst + done, in_data_, capacity_, in_tail_, chunk);
       in_tail_ += chunk;
       done += chunk;
-      // SYNC POINT with the acquire load of tail in write_all_v and
-      // wait_for_space: we are done reading these bytes. seq_cst for the
-      // Dekker pairing in wake_writer.
-      in_->tail.store(in_tail_, std::memory_order_seq_cst);
-      wake_writer();
+      release_read();
     }
     return want;
   }
+}
+
+void ShmStream::release_read() noexcept {
+  if (!light_release_ && asymmetric_)
+    light_release_ = in_->producer_membarrier.load(std::memory_order_relaxed) != 0;
+  // SYNC POINT with the acquire load of tail in write_all_v and
+  // wait_for_space: we are done reading these bytes.
+  if (light_release_) {
+    in_->tail.store(in_tail_, std::memory_order_release);
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // light half, as in publish()
+  } else {
+    in_->tail.store(in_tail_, std::memory_order_seq_cst);  // Dekker with wake_writer
+  }
+  wake_writer();
 }
 
 ShmStream::Wait ShmStream::wait_for_data(Deadline deadline) {
@@ -530,17 +599,17 @@ ShmStream::Wait ShmStream::wait_for_data(Deadline deadline) {
   if (deadline > start) {
     const std::int64_t limit = read_spin_.limit_ns();
     for (unsigned i = 1; limit > 0; ++i) {
-      cpu_relax();
       if (in_->head.load(std::memory_order_relaxed) != in_tail_) {
         read_spin_.learn(ns_between(start, csp::detail::Clock::now()));
         return Wait::ready;
       }
       if (in_->writer_closed.load(std::memory_order_relaxed) != 0 || closed_.load(std::memory_order_relaxed))
         break;
+      cpu_relax();
       if (i % 16 == 0) {
         const auto now = csp::detail::Clock::now();
         if (ns_between(start, now) >= limit || now >= deadline) break;
-        if (coroutine && i % 256 == 0) csp::yield();  // let this worker's other processes run
+        if (coroutine && i % 64 == 0) csp::yield();  // let this worker's other processes run
       }
     }
   }
@@ -549,6 +618,8 @@ ShmStream::Wait ShmStream::wait_for_data(Deadline deadline) {
     // SYNC POINT (Dekker) with the head store and flag load in the peer's
     // publish / wake_reader.
     in_->reader_sleeping.store(1, std::memory_order_seq_cst);
+    // Heavy half of the asymmetric barrier, for a peer publishing light.
+    const bool sure = !asymmetric_ || heavy_barrier();
     // SYNC POINT with the release store of writer_closed in the peer's
     // close(); loaded before head, so an empty ring after it is final.
     const bool writer_closed = in_->writer_closed.load(std::memory_order_acquire) != 0;
@@ -563,11 +634,13 @@ ShmStream::Wait ShmStream::wait_for_data(Deadline deadline) {
       if (writer_closed || closed_.load(std::memory_order_relaxed)) return Wait::closed;
       return Wait::peer_gone;
     }
-    const Wait w = park(data_efd_, read_epfd_, deadline, "shm read");
+    const Wait w = park(data_efd_, read_epfd_,
+                        sure ? deadline : std::min(deadline, csp::detail::Clock::now() + kUnsureParkLimit),
+                        "shm read");
     in_->reader_sleeping.store(0, std::memory_order_seq_cst);
     if (w == Wait::timed_out) {
       if (in_->head.load(std::memory_order_acquire) != in_tail_) return Wait::ready;
-      return Wait::timed_out;
+      if (csp::detail::Clock::now() >= deadline) return Wait::timed_out;
     }
     // Woken (or the lifeline broke): the loop re-checks the ring first, so
     // what the peer wrote before dying is still read.
@@ -585,23 +658,25 @@ ShmStream::Wait ShmStream::wait_for_space(std::uint64_t wanted) {
   };
   const std::int64_t limit = write_spin_.limit_ns();
   for (unsigned i = 1; limit > 0; ++i) {
-    cpu_relax();
     if (has_space(1)) {
       write_spin_.learn(ns_between(start, csp::detail::Clock::now()));
       return Wait::ready;
     }
     if (out_->reader_closed.load(std::memory_order_relaxed) != 0 || closed_.load(std::memory_order_relaxed))
       break;
+    cpu_relax();
     if (i % 16 == 0) {
       if (ns_between(start, csp::detail::Clock::now()) >= limit) break;
-      if (coroutine && i % 256 == 0) csp::yield();
+      if (coroutine && i % 64 == 0) csp::yield();
     }
   }
   for (;;) {
     out_->space_wanted.store(wanted, std::memory_order_relaxed);
     // SYNC POINT (Dekker) with the tail store and flag load in the peer's
-    // read_some / wake_writer; also publishes space_wanted to that load.
+    // release_read / wake_writer; also publishes space_wanted to that load.
     out_->writer_sleeping.store(1, std::memory_order_seq_cst);
+    // Heavy half of the asymmetric barrier, for a peer releasing light.
+    const bool sure = !asymmetric_ || heavy_barrier();
     const bool reader_closed = out_->reader_closed.load(std::memory_order_acquire) != 0;
     // The peer wakes us once `wanted` bytes are free (at the latest when it
     // has read everything), so parking with less than that free is safe.
@@ -616,7 +691,8 @@ ShmStream::Wait ShmStream::wait_for_space(std::uint64_t wanted) {
       if (reader_closed || closed_.load(std::memory_order_relaxed)) return Wait::closed;
       return Wait::peer_gone;
     }
-    park(space_efd_, write_epfd_, csp::detail::forever, "shm write");
+    park(space_efd_, write_epfd_, sure ? csp::detail::forever : csp::detail::Clock::now() + kUnsureParkLimit,
+         "shm write");
     out_->writer_sleeping.store(0, std::memory_order_seq_cst);
     if (has_space(1)) {
       write_spin_.learn(ns_between(start, csp::detail::Clock::now()));

@@ -58,6 +58,12 @@ struct ShmOptions {
   /// environment's CSP_SHM_SPIN_US (microseconds), else 20 us. Zero parks
   /// at once (every wake-up then goes through the eventfd).
   std::optional<std::chrono::nanoseconds> max_spin;
+  /// Let a parking side pay for the wake-up handshake with
+  /// membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), so that publishing bytes
+  /// needs no full barrier (much faster small writes). Used only where the
+  /// kernel offers it, and only between two sides that both agree; false
+  /// keeps this side on seq_cst operations.
+  bool use_membarrier = true;
 };
 
 namespace shm_detail {
@@ -136,6 +142,7 @@ class ShmStream final : public ByteStream {
   bool lifeline_broken() noexcept;
   [[noreturn]] void throw_error(const char* what) const;
   void publish() noexcept;
+  void release_read() noexcept;
   void wake_reader() noexcept;
   void wake_writer() noexcept;
 
@@ -150,6 +157,7 @@ class ShmStream final : public ByteStream {
   std::uint64_t out_tail_seen_ = 0;   // last out_->tail loaded (stale is safe: less space)
   SpinBudget write_spin_;
   int write_epfd_ = -1;               // epoll set {space eventfd, lifeline}, made on first park
+  bool light_publish_ = false;        // the peer barriers before parking: publish with release
 
   // Reader side: ring `in_`, touched only by the (one) reading thread.
   alignas(64) shm_detail::RingControl* in_ = nullptr;
@@ -158,12 +166,14 @@ class ShmStream final : public ByteStream {
   std::uint64_t in_head_seen_ = 0;    // last in_->head loaded (stale is safe: less data)
   SpinBudget read_spin_;
   int read_epfd_ = -1;                // epoll set {data eventfd, lifeline}, made on first park
+  bool light_release_ = false;        // the peer barriers before parking: free with release
 
   alignas(64) int data_efd_ = -1;     // we wait on it: `in_` got data
   int space_efd_ = -1;                // we wait on it: `out_` got space
   int peer_data_efd_ = -1;            // we write it: `out_` got data
   int peer_space_efd_ = -1;           // we write it: `in_` got space
   int lifeline_ = -1;                 // EOF when the peer process is gone
+  bool asymmetric_ = false;           // we barrier (membarrier) before parking; set once
   std::atomic<bool> closed_{false};   // close() was called on this side
   std::atomic<bool> peer_gone_{false};  // the lifeline reported EOF
 };
