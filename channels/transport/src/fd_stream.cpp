@@ -148,7 +148,7 @@ void set_nonblocking(int fd) {
 }  // namespace
 
 FdStream::FdStream(int read_fd, int write_fd, std::string description)
-    : read_fd_(read_fd), write_fd_(write_fd), description_(std::move(description)) {
+    : read_fd_(read_fd), write_fd_(write_fd), owner_(::getpid()), description_(std::move(description)) {
   ignore_sigpipe();
   if (read_fd_ == write_fd_) {
     write_fd_ = ::fcntl(read_fd_, F_DUPFD_CLOEXEC, 0);
@@ -167,6 +167,13 @@ FdStream::FdStream(int read_fd, int write_fd, std::string description)
 FdStream::~FdStream() { close(); }
 
 void FdStream::close() noexcept {
+  if (read_fd_ < 0 && write_fd_ < 0) return;
+  if (::getpid() != owner_) {
+    // A copy inherited by an os_process child: the child closed the fds
+    // already (their numbers may be reused by now).
+    read_fd_ = write_fd_ = -1;
+    return;
+  }
   close_tracked(read_fd_);
   close_tracked(write_fd_);
   read_fd_ = write_fd_ = -1;

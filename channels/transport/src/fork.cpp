@@ -45,6 +45,11 @@ int pidfd_open(pid_t pid) noexcept {
 
 pid_t last_forked_pid() noexcept { return t_last_forked; }
 
+void keep_in_child(std::shared_ptr<const void> object) {
+  static auto* kept = new std::vector<std::shared_ptr<const void>>;  // never destroyed, by design
+  kept->push_back(std::move(object));
+}
+
 pid_t fork_child(ForkedChild& child) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw_system_error("csp: os_process status pipe");

@@ -21,6 +21,8 @@
 #include <exception>
 #include <functional>
 
+#include <unistd.h>
+
 #include <csp/error.hpp>
 
 namespace csp::transport_detail {
@@ -169,7 +171,8 @@ void build_text_frame(OutFrame& out, FrameKind kind, std::uint32_t seq, std::uin
 // ---- ClientCore -------------------------------------------------------------------------
 
 ClientCore::ClientCore(std::unique_ptr<ByteStream> stream, std::string peer, std::uint32_t max_payload)
-    : stream_(std::move(stream)), peer_(std::move(peer)), max_payload_(max_payload), reader_(max_payload) {}
+    : stream_(std::move(stream)), peer_(std::move(peer)), max_payload_(max_payload), owner_(::getpid()),
+      reader_(max_payload) {}
 
 ClientCore::~ClientCore() { close(); }
 
@@ -404,6 +407,7 @@ void ClientCore::close() noexcept {
     if (closed_) return;
     closed_ = true;
   }
+  if (::getpid() != owner_) return;  // inherited by an os_process child: not ours to end
   try {
     bool ok;
     {

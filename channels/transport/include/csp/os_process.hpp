@@ -75,6 +75,11 @@ class ArgLink {
   std::unique_ptr<ByteStream> parent_stream;  // parent: its end after fork
 };
 
+/// Keeps objects of the parent's program state alive in a child: their
+/// destructors (a RemoteChannel closing its connection, say) would act on
+/// connections that are not the child's.
+void keep_in_child(std::shared_ptr<const void> object);
+
 template <class T>
 void send_fork_hello(ClientCore& core, const std::string& name) {
   const csp::detail::Hello hello = csp::detail::make_hello<T>(name);
@@ -112,6 +117,7 @@ class EndLink final : public ArgLink {
     if (!end_->retired()) members[end_->side() == csp::detail::Side::reader ? 0 : 1] = 1;
     auto remote = std::make_shared<RemoteChannel<T>>(name, core, members);
     remote->set_preferred_transport(end_->impl().preferred_transport());
+    keep_in_child(end_->channel());
     end_->rebind(std::move(remote));
     end_.reset();
     return core;
@@ -144,6 +150,7 @@ class ChannelLink final : public ArgLink {
     auto core = connect_child<T>(std::move(stream), name);
     auto remote = std::make_shared<RemoteChannel<T>>(name, core);
     remote->set_preferred_transport(impl_->preferred_transport());
+    keep_in_child(impl_);
     *channel_ = Channel<T>(std::shared_ptr<csp::detail::ChannelImpl<T>>(std::move(remote)));
     impl_.reset();
     return core;

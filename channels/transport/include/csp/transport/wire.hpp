@@ -37,6 +37,8 @@
 // with a HELLO_NAK carrying the reason; ends the peer held then leave.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -217,6 +219,7 @@ class ClientCore {
   std::unique_ptr<ByteStream> stream_;
   const std::string peer_;
   const std::uint32_t max_payload_;
+  const pid_t owner_;                    // the process that made it: only it says CLOSE
   std::atomic<std::uint32_t> sequence_{0};
   ParkingMutex send_mutex_;              // serialises writers of stream_ and guards out_
   ByteWriter out_;                       // request buffer, reused

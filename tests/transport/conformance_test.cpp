@@ -1,0 +1,424 @@
+// The channel semantics of DESIGN §3 between OS processes, once per
+// cross-process transport (shm, pipe, unix socket, TCP): every test runs
+// os_process children against channels whose home is this process (and
+// against each other), with the transport forced for the run.
+//
+// Synchronisation is by channels only; timeouts appear only where the test
+// is about a timeout (read_for/write_for), never to wait for the other side.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <csp/csp.hpp>
+#include <numeric>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "transport_test_util.hpp"
+
+using namespace std::chrono_literals;
+using csp::transport_detail::LinkKind;
+
+namespace {
+
+class Conformance : public csp_test::TransportTest {};
+
+// ---- rendezvous and data ------------------------------------------------------
+
+TEST_P(Conformance, ChildWritesParentReads) {
+  csp::Channel<int> ch;
+  auto [unused, sum] = csp::Parallel(
+      csp::os_process([](csp::Writer<int> out) { for (int i = 1; i <= 500; ++i) out.write(i); }, ch.writer()),
+      csp::process([](csp::Reader<int> in) { long s = 0; for (int v : in) s += v; return s; }, ch.reader()));
+  (void)unused;
+  EXPECT_EQ(sum, 500L * 501 / 2);
+}
+
+TEST_P(Conformance, ParentWritesChildReadsInOrder) {
+  csp::Channel<std::string> ch;
+  auto [got, unused] = csp::Parallel(
+      csp::os_process([](csp::Reader<std::string> in) {
+        std::vector<std::string> all;
+        for (std::string s : in) all.push_back(s);
+        return all;
+      }, ch.reader()),
+      csp::process([](csp::Writer<std::string> out) { for (int i = 0; i < 100; ++i) out.write("v" + std::to_string(i)); },
+                   ch.writer()));
+  (void)unused;
+  ASSERT_EQ(got.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(got[i], "v" + std::to_string(i));
+}
+
+TEST_P(Conformance, ChildToChildThroughParentHome) {
+  csp::Channel<long> ch;
+  auto [a, total] = csp::Parallel(
+      csp::os_process([](csp::Writer<long> out) { for (long i = 0; i < 300; ++i) out.write(i); }, ch.writer()),
+      csp::os_process([](csp::Reader<long> in) { long s = 0; for (long v : in) s += v; return s; }, ch.reader()));
+  (void)a;
+  EXPECT_EQ(total, 299L * 300 / 2);
+}
+
+// An unbuffered write returns only once a reader took the value: the child
+// cannot get past its write before the parent reads.
+TEST_P(Conformance, UnbufferedWriteIsARendezvous) {
+  csp::Channel<int> data, after;
+  auto child = [](csp::Writer<int> out, csp::Writer<int> signal) {
+    out.write(1);
+    signal.write(2);
+  };
+  auto parent = [](csp::Reader<int> in, csp::Reader<int> signal) {
+    // Nothing on `signal` before we took the value.
+    EXPECT_FALSE(signal.try_read().has_value());
+    EXPECT_EQ(in.read(), 1);
+    EXPECT_EQ(signal.read(), 2);
+  };
+  csp::Parallel(csp::os_process(child, data.writer(), after.writer()),
+                csp::process(parent, data.reader(), after.reader()));
+}
+
+TEST_P(Conformance, LargeValuesCrossIntact) {
+  csp::Channel<std::vector<std::uint32_t>> ch;
+  auto child = [](csp::Reader<std::vector<std::uint32_t>> in, csp::Writer<std::vector<std::uint32_t>> out) {
+    for (auto v : in) {
+      for (auto& x : v) x += 1;
+      out.write(std::move(v));
+    }
+  };
+  csp::Channel<std::vector<std::uint32_t>> back;
+  auto parent = [](csp::Writer<std::vector<std::uint32_t>> out, csp::Reader<std::vector<std::uint32_t>> in) {
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{1000}, std::size_t{300000}, std::size_t{3000000}}) {
+      std::vector<std::uint32_t> v(n);
+      std::iota(v.begin(), v.end(), 7u);
+      out.write(v);
+      auto r = in.read();
+      ASSERT_EQ(r.size(), n);
+      for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(r[i], i + 8) << "at " << i;
+    }
+    out.retire();
+  };
+  csp::Parallel(csp::os_process(child, ch.reader(), back.writer()), csp::process(parent, ch.writer(), back.reader()));
+}
+
+// ---- timeouts and non-blocking operations ---------------------------------------
+
+TEST_P(Conformance, WriteForTimesOutAndKeepsTheValue) {
+  csp::Channel<int> ch, report;
+  auto child = [](csp::Writer<int> out, csp::Writer<bool> done) {
+    const bool sent = out.write_for(1, 30ms);  // nobody reads yet
+    done.write(sent);
+    out.write(2);
+  };
+  csp::Channel<bool> flag;
+  auto parent = [](csp::Reader<int> in, csp::Reader<bool> done) {
+    EXPECT_FALSE(done.read());
+    EXPECT_EQ(in.read(), 2);  // 1 was never half-sent
+  };
+  csp::Parallel(csp::os_process(child, ch.writer(), flag.writer()), csp::process(parent, ch.reader(), flag.reader()));
+}
+
+TEST_P(Conformance, ReadForTimesOut) {
+  csp::Channel<int> ch;
+  csp::Channel<bool> flag;
+  auto child = [](csp::Reader<int> in, csp::Writer<bool> done) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto v = in.read_for(30ms);
+    auto waited = std::chrono::steady_clock::now() - t0;
+    done.write(!v.has_value() && waited >= 30ms);
+    return in.read();
+  };
+  auto parent = [](csp::Writer<int> out, csp::Reader<bool> done) {
+    EXPECT_TRUE(done.read());
+    out.write(5);
+  };
+  auto [got, unused] =
+      csp::Parallel(csp::os_process(child, ch.reader(), flag.writer()), csp::process(parent, ch.writer(), flag.reader()));
+  (void)unused;
+  EXPECT_EQ(got, 5);
+}
+
+TEST_P(Conformance, TryOperationsNeverWaitForAPeer) {
+  csp::Channel<int> ch;
+  csp::Channel<int> go;
+  auto child = [](csp::Reader<int> in, csp::Writer<int> out, csp::Reader<int> start) {
+    int failures = 0;
+    if (in.try_read()) ++failures;     // nobody writes
+    if (out.try_write(1)) ++failures;  // nobody reads
+    start.read();
+    return failures;
+  };
+  auto [f, unused] = csp::Parallel(
+      csp::os_process(child, ch.reader(), ch.writer(), go.reader()),
+      csp::process([](csp::Writer<int> start) { start.write(0); }, go.writer()));
+  (void)unused;
+  EXPECT_EQ(f, 0);
+}
+
+// ---- buffering -----------------------------------------------------------------------
+
+TEST_P(Conformance, BufferedChannelTakesWritesWithoutAReader) {
+  csp::Channel<int> ch{csp::buffer(3)};
+  csp::Channel<int> go;
+  auto child = [](csp::Writer<int> out, csp::Writer<int> signal) {
+    int accepted = 0;
+    for (int i = 0; i < 4; ++i) accepted += out.try_write(i) ? 1 : 0;
+    signal.write(accepted);
+  };
+  auto parent = [](csp::Reader<int> in, csp::Reader<int> signal) {
+    EXPECT_EQ(signal.read(), 3);
+    EXPECT_EQ(in.read(), 0);
+    EXPECT_EQ(in.read(), 1);
+    EXPECT_EQ(in.read(), 2);
+    EXPECT_FALSE(in.try_read().has_value());
+  };
+  csp::Parallel(csp::os_process(child, ch.writer(), go.writer()), csp::process(parent, ch.reader(), go.reader()));
+}
+
+TEST_P(Conformance, PriorityBufferAcrossProcesses) {
+  csp::Channel<int> ch{csp::priority_buffer(8)};
+  csp::Channel<int> go;
+  auto child = [](csp::Writer<int> out, csp::Writer<int> signal) {
+    for (int v : {5, 1, 4, 2, 3}) out.write(v);
+    signal.write(0);
+  };
+  auto parent = [](csp::Reader<int> in, csp::Reader<int> signal) {
+    signal.read();
+    for (int want = 1; want <= 5; ++want) EXPECT_EQ(in.read(), want);
+  };
+  csp::Parallel(csp::os_process(child, ch.writer(), go.writer()), csp::process(parent, ch.reader(), go.reader()));
+}
+
+// ---- poison ----------------------------------------------------------------------------
+
+TEST_P(Conformance, PoisonFromChildWakesBlockedParentRead) {
+  csp::Channel<int> ch;
+  auto parent = [](csp::Reader<int> in) {
+    EXPECT_THROW(in.read(), csp::ChannelPoisoned);
+  };
+  csp::Parallel(csp::os_process([](csp::Writer<int> out) { out.poison(); }, ch.writer()),
+                csp::process(parent, ch.reader()));
+}
+
+TEST_P(Conformance, PoisonFromParentWakesBlockedChildRead) {
+  csp::Channel<int> ch;
+  csp::Channel<int> ready;
+  auto child = [](csp::Reader<int> in, csp::Writer<int> signal) {
+    signal.write(0);
+    try {
+      in.read();
+    } catch (const csp::ChannelPoisoned&) {
+      return 1;
+    }
+    return 0;
+  };
+  auto [caught, unused] = csp::Parallel(
+      csp::os_process(child, ch.reader(), ready.writer()),
+      csp::process([](csp::Reader<int> signal, csp::Writer<int> w) { signal.read(); w.poison(); }, ready.reader(),
+                   ch.writer()));
+  (void)unused;
+  EXPECT_EQ(caught, 1);
+}
+
+// A child ending by ChannelPoisoned poisons every channel among its arguments.
+TEST_P(Conformance, PoisonPropagatesThroughAChild) {
+  csp::Channel<int> a, b;
+  auto relay = [](csp::Reader<int> in, csp::Writer<int> out) {
+    for (;;) out.write(in.read() + 1);
+  };
+  auto parent = [](csp::Writer<int> to, csp::Reader<int> from) {
+    to.write(1);
+    EXPECT_EQ(from.read(), 2);
+    to.poison();
+    EXPECT_THROW(from.read(), csp::ChannelPoisoned);
+  };
+  csp::Parallel(csp::os_process(relay, a.reader(), b.writer()), csp::process(parent, a.writer(), b.reader()));
+}
+
+// ---- retire ----------------------------------------------------------------------------
+
+TEST_P(Conformance, WritersRetiringEndsTheReadersLoop) {
+  csp::Channel<int> ch;
+  std::vector<csp::Process<void>> writers;
+  for (int k = 0; k < 3; ++k)
+    writers.push_back(csp::os_process([](csp::Writer<int> out, int k) { for (int i = 0; i < 10; ++i) out.write(k); },
+                                      ch.writer(), k));
+  auto reader = [](csp::Reader<int> in) { int n = 0; for (int v : in) n += v >= 0; return n; };
+  auto [unused, n] = csp::Parallel(std::move(writers), csp::process(reader, ch.reader()));
+  (void)unused;
+  EXPECT_EQ(n, 30);
+}
+
+TEST_P(Conformance, ReadersRetiringFailsTheWriter) {
+  csp::Channel<int> ch;
+  auto child = [](csp::Reader<int> in) { return in.read(); };  // then its reader end leaves
+  auto parent = [](csp::Writer<int> out) {
+    out.write(9);
+    EXPECT_THROW(for (;;) out.write(1), csp::ChannelRetired);
+  };
+  auto [got, unused] = csp::Parallel(csp::os_process(child, ch.reader()), csp::process(parent, ch.writer()));
+  (void)unused;
+  EXPECT_EQ(got, 9);
+}
+
+TEST_P(Conformance, ExplicitRetireInChildIsSeenByParentCopies) {
+  csp::Channel<int> ch;
+  csp::Writer<int> w = ch.writer();
+  csp::Channel<int> done;
+  auto child = [](csp::Writer<int> out, csp::Writer<int> signal) {
+    out.retire();
+    signal.write(0);
+  };
+  auto parent = [](csp::Reader<int> in, csp::Reader<int> signal) {
+    signal.read();
+    EXPECT_THROW(in.read(), csp::ChannelRetired);
+  };
+  csp::Parallel(csp::os_process(child, w, done.writer()), csp::process(parent, ch.reader(), done.reader()));
+  EXPECT_THROW(w.write(1), csp::ChannelRetired);  // the same end, retired through the child's copy
+}
+
+// ---- any-to-any --------------------------------------------------------------------------
+
+TEST_P(Conformance, ManyWritersManyReadersAcrossProcesses) {
+  csp::Channel<int> ch;
+  constexpr int kWriters = 3, kPerWriter = 200;
+  std::vector<csp::Process<void>> writers;
+  for (int k = 0; k < kWriters; ++k)
+    writers.push_back(csp::os_process(
+        [](csp::Writer<int> out, int k) { for (int i = 0; i < kPerWriter; ++i) out.write(k * 1000 + i); }, ch.writer(), k));
+  std::vector<csp::Process<long>> readers;
+  for (int k = 0; k < 2; ++k)
+    readers.push_back(csp::os_process([](csp::Reader<int> in) { long s = 0; for (int v : in) s += v; return s; },
+                                      ch.reader()));
+  readers.push_back(csp::process([](csp::Reader<int> in) { long s = 0; for (int v : in) s += v; return s; },
+                                 ch.reader()));
+  auto [unused, sums] = csp::Parallel(std::move(writers), std::move(readers));
+  (void)unused;
+  long want = 0;
+  for (int k = 0; k < kWriters; ++k)
+    for (int i = 0; i < kPerWriter; ++i) want += k * 1000 + i;
+  EXPECT_EQ(std::accumulate(sums.begin(), sums.end(), 0L), want);
+}
+
+// ---- alternation ---------------------------------------------------------------------------
+
+// A child selects over input guards; the parent writes to one channel at a time.
+TEST_P(Conformance, ChildSelectsInputs) {
+  csp::Channel<int> a, b;
+  auto child = [](csp::Reader<int> ra, csp::Reader<int> rb) {
+    int sum = 0;
+    for (int i = 0; i < 40; ++i) {
+      auto s = csp::AltSelect(csp::input(ra), csp::input(rb));
+      sum += s.value<int>() * (s.index == 0 ? 1 : 100);
+    }
+    return sum;
+  };
+  auto parent = [](csp::Writer<int> wa, csp::Writer<int> wb) {
+    for (int i = 0; i < 20; ++i) {
+      wa.write(1);
+      wb.write(1);
+    }
+  };
+  auto [sum, unused] = csp::Parallel(csp::os_process(child, a.reader(), b.reader()), csp::process(parent, a.writer(), b.writer()));
+  (void)unused;
+  EXPECT_EQ(sum, 20 * 1 + 20 * 100);
+}
+
+// A child's output guard against the parent's input guards and back: every
+// value offered is delivered once or not at all.
+TEST_P(Conformance, OutputGuardsAgainstInputGuards) {
+  csp::Channel<int> to_parent, to_child;
+  constexpr int kRounds = 100;
+  auto child = [](csp::Writer<int> out, csp::Reader<int> in) {
+    int sent = 0, got = 0;
+    for (int i = 0; i < kRounds; ++i) {
+      auto s = csp::PriSelect(csp::output(out, i), csp::input(in));
+      if (s.index == 0) ++sent; else got += s.value<int>() == i ? 1 : 1000;
+    }
+    return sent * 1000 + got;
+  };
+  auto parent = [](csp::Reader<int> in, csp::Writer<int> out) {
+    int sent = 0, got = 0;
+    for (int i = 0; i < kRounds; ++i) {
+      auto s = csp::PriSelect(csp::input(in), csp::output(out, i));
+      if (s.index == 0) got += s.value<int>() == i ? 1 : 1000; else ++sent;
+    }
+    return sent * 1000 + got;
+  };
+  auto [c, p] = csp::Parallel(csp::os_process(child, to_parent.writer(), to_child.reader()),
+                              csp::process(parent, to_parent.reader(), to_child.writer()));
+  // What one side sent the other got, in order, and every round fired once.
+  EXPECT_EQ(c / 1000, p % 1000);
+  EXPECT_EQ(p / 1000, c % 1000);
+  EXPECT_EQ(c / 1000 + c % 1000, kRounds);
+}
+
+// Two remote selects meet (both channels' home is the parent).
+TEST_P(Conformance, SelectsInTwoChildrenMeet) {
+  csp::Channel<int> a, b;
+  constexpr int kRounds = 30;
+  auto offerer = [](csp::Writer<int> wa, csp::Writer<int> wb) {
+    for (int i = 0; i < kRounds; ++i) csp::AltSelect(csp::output(wa, i), csp::output(wb, i));
+  };
+  auto taker = [](csp::Reader<int> ra, csp::Reader<int> rb) {
+    int sum = 0;
+    for (int i = 0; i < kRounds; ++i) sum += csp::AltSelect(csp::input(ra), csp::input(rb)).value<int>();
+    return sum;
+  };
+  auto [unused, sum] = csp::Parallel(csp::os_process(offerer, a.writer(), b.writer()),
+                                     csp::os_process(taker, a.reader(), b.reader()));
+  (void)unused;
+  EXPECT_EQ(sum, kRounds * (kRounds - 1) / 2);
+}
+
+TEST_P(Conformance, SelectTimeoutAndPoisonInChild) {
+  csp::Channel<int> a;
+  csp::Channel<int> ready;
+  auto child = [](csp::Reader<int> ra, csp::Writer<int> signal) {
+    auto s = csp::PriSelect(csp::input(ra), csp::timeout(20ms));
+    if (s.index != 1) return -1;
+    signal.write(0);
+    try {
+      csp::PriSelect(csp::input(ra));
+    } catch (const csp::ChannelPoisoned&) {
+      return 1;
+    }
+    return -2;
+  };
+  auto [r, unused] = csp::Parallel(
+      csp::os_process(child, a.reader(), ready.writer()),
+      csp::process([](csp::Reader<int> signal, csp::Writer<int> w) { signal.read(); w.poison(); }, ready.reader(),
+                   a.writer()));
+  (void)unused;
+  EXPECT_EQ(r, 1);
+}
+
+// Channel handles among the arguments: the child makes its own ends.
+TEST_P(Conformance, ChannelArgumentMakesEndsInTheChild) {
+  csp::Channel<int> ch;
+  auto child = [](csp::Channel<int> c) {
+    auto w = c.writer();
+    for (int i = 0; i < 10; ++i) w.write(i);
+  };
+  auto [unused, sum] = csp::Parallel(csp::os_process(child, ch),
+                                     csp::process([](csp::Reader<int> in) { int s = 0; for (int v : in) s += v; return s; },
+                                                  ch.reader()));
+  (void)unused;
+  EXPECT_EQ(sum, 45);
+}
+
+// Nested: a child's argument end passed on to a grandchild.
+TEST_P(Conformance, GrandchildReachesTheHomeThroughItsParent) {
+  csp::Channel<int> ch;
+  auto child = [](csp::Writer<int> out) {
+    csp::Parallel(csp::os_process([](csp::Writer<int> o) { for (int i = 0; i < 20; ++i) o.write(i); }, out));
+  };
+  auto [unused, sum] = csp::Parallel(csp::os_process(child, ch.writer()),
+                                     csp::process([](csp::Reader<int> in) { int s = 0; for (int v : in) s += v; return s; },
+                                                  ch.reader()));
+  (void)unused;
+  EXPECT_EQ(sum, 190);
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, Conformance, csp_test::all_link_kinds(), csp_test::link_kind_name);
+
+}  // namespace

@@ -1,0 +1,58 @@
+// Helpers shared by the transport tests: a fixture that forces one
+// cross-process transport for each test, and checks for leftovers.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <csp/csp.hpp>
+#include <set>
+#include <string>
+
+// Forked children under TSan start threads; that is supported, only not
+// TSan's default (die_after_fork=1).
+#if defined(CSP_TSAN)
+extern "C" const char* __tsan_default_options() { return "die_after_fork=0"; }
+#endif
+
+namespace csp_test {
+
+using csp::transport_detail::LinkKind;
+
+inline auto all_link_kinds() {
+  return ::testing::Values(LinkKind::shm, LinkKind::pipe, LinkKind::unix_socket, LinkKind::tcp);
+}
+
+inline std::string link_kind_name(const ::testing::TestParamInfo<LinkKind>& info) {
+  return csp::transport_detail::to_string(info.param);
+}
+
+/// Names in `dir` (for leftover checks).
+inline std::set<std::string> list_dir(const char* dir) {
+  std::set<std::string> out;
+  if (DIR* d = ::opendir(dir)) {
+    while (dirent* e = ::readdir(d)) out.insert(e->d_name);
+    ::closedir(d);
+  }
+  return out;
+}
+
+/// Runs each test with its transport as the default for os_process links.
+class TransportTest : public ::testing::TestWithParam<LinkKind> {
+ protected:
+  void SetUp() override {
+    csp::transport_detail::set_default_link_kind(GetParam());
+    shm_before_ = list_dir("/dev/shm");
+  }
+  void TearDown() override {
+    csp::transport_detail::set_default_link_kind(std::nullopt);
+    auto after = list_dir("/dev/shm");
+    for (const auto& name : after)
+      EXPECT_TRUE(shm_before_.count(name)) << "left in /dev/shm: " << name;
+  }
+  std::set<std::string> shm_before_;
+};
+
+}  // namespace csp_test
