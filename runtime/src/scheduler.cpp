@@ -390,7 +390,8 @@ void Worker::run() {
     Task* stolen = nullptr;
     bool found = false;
     auto now = Clock::now();
-    const auto until = now + spin;
+    // No blind spin while this worker waits for fds: their readiness shows only in epoll_wait.
+    const auto until = fd_count_.load(std::memory_order_relaxed) != 0 ? now : now + spin;
     auto next_look = now + patience;
     for (std::size_t v = 0; v < seen.size(); ++v) seen[v] = sched_.workers_[v]->dequeues_.load(std::memory_order_relaxed);
     while (now < until && !found) {
