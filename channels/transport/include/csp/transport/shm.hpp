@@ -18,7 +18,11 @@
 //   writes that eventfd only when the reader announced sleeping. A writer
 //   facing a full ring does the same the other way round. Coroutines park in
 //   their worker's epoll reactor (csp::detail::wait_fd), threads in ppoll(2):
-//   blocking never blocks a worker thread.
+//   blocking never blocks a worker thread. The store-then-load handshake
+//   needs a full barrier on both sides; where the kernel offers
+//   membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) the parking side runs it
+//   and the publishing side needs none, so a small write costs a memcpy and
+//   a release store (see shm_stream.cpp, "Asymmetric barriers").
 // - Peer death: the two sides hold the ends of a unix socket (the "lifeline")
 //   that carries no data; the kernel closes a dead process's end, and a
 //   parked reader or writer waits on it together with its eventfd. So a
