@@ -167,19 +167,39 @@ class Writer {
   using value_type = T;
   Writer() = default;
 
-  /// Blocks until a reader took the value or it was buffered. On an
-  /// exception the value was not sent.
-  void write(T value) { end_->use().write_until(value, detail::forever); }
+  /// Blocks until a reader took the value or it was buffered. An rvalue
+  /// is moved from only when the write completes: on an exception (poison,
+  /// retire) the caller still has it.
+  void write(T&& value) { end_->use().write_until(value, detail::forever); }
+  void write(const T& value) {
+    T copy(value);
+    write(std::move(copy));
+  }
   /// Sends only if a reader waits or the buffer has room; never blocks.
-  /// On false `value` was not sent.
-  bool try_write(T value) { return end_->use().write_until(value, detail::Clock::now()); }
-  /// Waits at most `d` (the seeds' put(timeout)); false if not sent.
+  /// On false the value was not sent (and an rvalue was not moved from).
+  bool try_write(T&& value) { return end_->use().write_until(value, detail::Clock::now()); }
+  bool try_write(const T& value) {
+    T copy(value);
+    return try_write(std::move(copy));
+  }
+  /// Waits at most `d` (the seeds' put(timeout)); false if not sent, and
+  /// then an rvalue was not moved from.
   template <class Rep, class Period>
-  bool write_for(T value, std::chrono::duration<Rep, Period> d) {
+  bool write_for(T&& value, std::chrono::duration<Rep, Period> d) {
     return end_->use().write_until(value, detail::deadline_after(d));
   }
-  bool write_until(T value, std::chrono::steady_clock::time_point t) { return end_->use().write_until(value, t); }
-  void operator()(T value) { write(std::move(value)); }  // PyCSP: cout(v)
+  template <class Rep, class Period>
+  bool write_for(const T& value, std::chrono::duration<Rep, Period> d) {
+    T copy(value);
+    return write_for(std::move(copy), d);
+  }
+  bool write_until(T&& value, std::chrono::steady_clock::time_point t) { return end_->use().write_until(value, t); }
+  bool write_until(const T& value, std::chrono::steady_clock::time_point t) {
+    T copy(value);
+    return write_until(std::move(copy), t);
+  }
+  void operator()(T&& value) { write(std::move(value)); }  // PyCSP: cout(v)
+  void operator()(const T& value) { write(value); }
 
   void poison() { end_->impl().poison(); }
   void retire() { end_->retire(); }
