@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 
 using namespace std::chrono_literals;
 
@@ -57,7 +58,9 @@ int main() {
   // The receiver starts first and still waits for the sender's message.
   csp::Parallel(csp::os_process(receiver, data, full, empty),
                 csp::os_process([=] {
-                  csp::sleep_for(50ms);  // the seed's sleep: now harmless
+                  // The seed's sleep, now harmless. (A plain sleep: this child
+                  // runs no other process that csp::sleep_for would let run.)
+                  std::this_thread::sleep_for(50ms);
                   sender(data, full, empty);
                 }));
   std::puts("both processes done; the receiver never saw an empty buffer");

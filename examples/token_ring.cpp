@@ -16,7 +16,13 @@
 #include <cstdio>
 #include <vector>
 
+#if defined(__SANITIZE_THREAD__)
+// ThreadSanitizer keeps a large shadow state per fiber and runs out of
+// memory long before 100,000 of them: a smaller ring in TSan builds.
+constexpr int kProcesses = 2000;
+#else
 constexpr int kProcesses = 100000;
+#endif
 constexpr int kLaps = 3;
 
 void node(csp::Reader<int> left, csp::Writer<int> right) {
@@ -34,15 +40,16 @@ int main() {
         for (int lap = 1; lap <= kLaps; ++lap) {
           out.write(token);
           token = in.read() + 1;  // the starter is a member of the ring too
-          std::printf("lap %d: token is %d\n", lap, token);
+          std::printf("lap %d: token is %d (%s)\n", lap, token, token == lap * kProcesses ? "ok" : "WRONG");
         }
         out.poison();
       },
       links[0].writer(), links[kProcesses - 1].reader()));
 
+  std::printf("ring of %d processes\n", kProcesses);
   auto start = std::chrono::steady_clock::now();
   csp::Parallel(std::move(ring));
   auto took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("%d processes, %d hops, all ended by poison\n", kProcesses, kProcesses * kLaps);
+  std::printf("%d hops, all %d processes ended by poison\n", kProcesses * kLaps, kProcesses);
   std::fprintf(stderr, "token_ring: %.3f s\n", took);
 }

@@ -150,16 +150,18 @@ TEST_P(Sync, MutexTryLockAndTimedLock) {
 
 TEST_P(Sync, MutexHeldAcrossSleepDoesNotBlockWorker) {
   csp::Mutex m = mutex();
-  std::vector<int> order;
+  csp::Event held = event();
+  std::vector<int> order;  // guarded by m
   csp::Parallel(
       [&] {
         std::lock_guard lock(m);
+        held.set();
         order.push_back(1);
-        csp::sleep_for(5ms);
+        csp::sleep_for(5ms);  // holds m while parked; with one worker the other process runs meanwhile
         order.push_back(2);
       },
       [&] {
-        csp::sleep_for(1ms);
+        held.wait();
         std::lock_guard lock(m);
         order.push_back(3);
       });
@@ -533,6 +535,34 @@ TEST(CrossProcess, BarrierSyncsParentAndChildrenInPhases) {
   member(-1);
   for (pid_t pid : kids) EXPECT_EQ(exit_status(pid), 0);
   EXPECT_EQ(early.load(), 0);
+}
+
+}  // namespace
+
+namespace {
+
+// The same through csp::os_process (which forks too, and runs f on a plain
+// thread of the child): primitives passed as arguments or captured.
+TEST(CrossProcess, PrimitivesAsOsProcessArguments) {
+  csp::Barrier start{3, csp::interprocess};
+  csp::Mutex m{csp::interprocess};
+  csp::Semaphore done{0, csp::interprocess};
+  csp::SharedValue<long> plain{0};
+  auto child = [](csp::Barrier b, csp::Mutex mu, csp::Semaphore s, csp::SharedValue<long> v) {
+    b.sync();
+    for (int i = 0; i < 500; ++i) {
+      std::lock_guard lock(mu);
+      v.store(v.load() + 1);
+    }
+    s.release();
+  };
+  csp::Parallel(csp::os_process(child, start, m, done, plain), csp::os_process(child, start, m, done, plain),
+                [&] {
+                  start.sync();
+                  done.acquire();
+                  done.acquire();
+                });
+  EXPECT_EQ(plain.load(), 1000);
 }
 
 }  // namespace
