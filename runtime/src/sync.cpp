@@ -121,6 +121,16 @@ bool process_is_dead(std::uint32_t pid) noexcept {
 
 [[noreturn]] void throw_deadlock() { throw Deadlock(deadlock_message()); }
 
+/// An in-process primitive lives in one OS process's heap: a forked child
+/// (an os_process) has a private copy of it, as of the fork. Using that copy
+/// would silently synchronise with nobody, so it is refused.
+void same_process(std::uint32_t made_in, const std::string& name) {
+  if (my_pid() != made_in)
+    throw Error("csp: " + name + " was made in OS process " + std::to_string(made_in) +
+                " without csp::interprocess, so this process (" + std::to_string(my_pid()) +
+                ") has only a private copy; construct it with csp::interprocess to share it with os_process children");
+}
+
 std::string next_name(const char* kind) {
   static std::atomic<std::uint64_t> id{0};
   return std::string(kind) + "#" + std::to_string(++id);
@@ -262,6 +272,7 @@ class InprocSemaphore final : public SemaphoreState {
   explicit InprocSemaphore(std::size_t initial) : count_(initial), name_(next_name("semaphore")) {}
 
   bool acquire_until(Deadline deadline) override {
+    same_process(pid_, name_);
     lock_.lock();
     if (count_ > 0) {
       --count_;
@@ -278,6 +289,7 @@ class InprocSemaphore final : public SemaphoreState {
   }
 
   void release(std::size_t n) override {
+    same_process(pid_, name_);
     WaitNode* won = nullptr;
     lock_.lock();
     for (; n > 0; --n) {
@@ -294,6 +306,7 @@ class InprocSemaphore final : public SemaphoreState {
   }
 
   [[nodiscard]] std::size_t available() const override {
+    same_process(pid_, name_);
     std::lock_guard guard(lock_);
     return count_;
   }
@@ -304,6 +317,7 @@ class InprocSemaphore final : public SemaphoreState {
   std::size_t count_;      // free permits
   WaitList waiters_;       // blocked acquirers, oldest first
   const std::string name_;  // for deadlock reports
+  const std::uint32_t pid_ = my_pid();  // the OS process it belongs to
 };
 
 /// Lives in the shared block.
@@ -374,6 +388,7 @@ class InprocMutex final : public MutexState {
   InprocMutex() : name_(next_name("mutex")) {}
 
   bool lock_until(Deadline deadline) override {
+    same_process(pid_, name_);
     lock_.lock();
     if (!locked_) {
       locked_ = true;
@@ -390,6 +405,7 @@ class InprocMutex final : public MutexState {
   }
 
   bool try_lock() override {
+    same_process(pid_, name_);
     std::lock_guard guard(lock_);
     if (locked_) return false;
     locked_ = true;
@@ -397,6 +413,7 @@ class InprocMutex final : public MutexState {
   }
 
   void unlock() override {
+    same_process(pid_, name_);
     lock_.lock();
     if (!locked_) {
       lock_.unlock();
@@ -415,6 +432,7 @@ class InprocMutex final : public MutexState {
   bool locked_ = false;     // somebody holds the mutex
   WaitList waiters_;        // blocked lockers, oldest first
   const std::string name_;  // for deadlock reports
+  const std::uint32_t pid_ = my_pid();  // the OS process it belongs to
 };
 
 class SharedMutex final : public MutexState {
@@ -452,6 +470,7 @@ class InprocEvent final : public EventState {
   InprocEvent() : name_(next_name("event")) {}
 
   void set() override {
+    same_process(pid_, name_);
     lock_.lock();
     flag_.store(true, std::memory_order_release);
     WaitNode* won = waiters_.pop_all_selectable();
@@ -459,12 +478,14 @@ class InprocEvent final : public EventState {
     wake_chain(won);
   }
   void clear() override {
+    same_process(pid_, name_);
     std::lock_guard guard(lock_);
     flag_.store(false, std::memory_order_release);
   }
   [[nodiscard]] bool is_set() const override { return flag_.load(std::memory_order_acquire); }
 
   bool wait_until(Deadline deadline) override {
+    same_process(pid_, name_);
     lock_.lock();
     if (flag_.load(std::memory_order_relaxed)) {
       lock_.unlock();
@@ -485,6 +506,7 @@ class InprocEvent final : public EventState {
   std::atomic<bool> flag_{false};  // the event's flag (read without the lock by is_set)
   WaitList waiters_;              // blocked waiters
   const std::string name_;        // for deadlock reports
+  const std::uint32_t pid_ = my_pid();  // the OS process it belongs to
 };
 
 /// Lives in the shared block. word_ = generation << 1 | flag; every set()
@@ -548,6 +570,7 @@ class InprocBarrier final : public BarrierState {
   explicit InprocBarrier(std::size_t enrolled) : enrolled_(enrolled), name_(next_name("barrier")) {}
 
   void sync() override {
+    same_process(pid_, name_);
     lock_.lock();
     if (enrolled_ == 0) {
       lock_.unlock();
@@ -573,11 +596,13 @@ class InprocBarrier final : public BarrierState {
   }
 
   void enroll() override {
+    same_process(pid_, name_);
     std::lock_guard guard(lock_);
     ++enrolled_;
   }
 
   void resign() override {
+    same_process(pid_, name_);
     lock_.lock();
     if (enrolled_ == 0) {
       lock_.unlock();
@@ -592,6 +617,7 @@ class InprocBarrier final : public BarrierState {
   }
 
   [[nodiscard]] std::size_t enrolled() const override {
+    same_process(pid_, name_);
     std::lock_guard guard(lock_);
     return enrolled_;
   }
@@ -613,6 +639,7 @@ class InprocBarrier final : public BarrierState {
   std::uint64_t phase_ = 0;  // completed phases
   WaitList waiters_;         // the arrived_ processes
   const std::string name_;   // for deadlock reports
+  const std::uint32_t pid_ = my_pid();  // the OS process it belongs to
 };
 
 /// Lives in the shared block. state_ packs phase (bits 32..63), enrolled

@@ -566,3 +566,17 @@ TEST(CrossProcess, PrimitivesAsOsProcessArguments) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(CrossProcess, InprocPrimitiveInAChildIsRefused) {
+  csp::Mutex heap_only;  // no csp::interprocess: the child would get a private copy
+  try {
+    csp::Parallel(csp::os_process([](csp::Mutex m) { std::lock_guard lock(m); }, heap_only));
+    FAIL() << "the child used a private copy of an in-process mutex";
+  } catch (const csp::ProcessFailed& e) {
+    EXPECT_NE(std::string(e.what()).find("without csp::interprocess"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace

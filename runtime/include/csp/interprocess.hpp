@@ -10,6 +10,9 @@
 // handle they hold refers to the same state as the parent's: the primitive
 // works across OS processes as well as across coroutines, threads and
 // workers. Only processes forked after the primitive was made share it.
+// Without the tag a primitive belongs to the OS process that made it: an
+// os_process child holds only a private copy, and using it there throws
+// csp::Error (instead of silently synchronising with nobody).
 //
 // Costs: one mapping per primitive (a page at least); waiting is lock-free
 // state plus a futex for threads and a bounded back-off poll (at most 1 ms
