@@ -10,7 +10,8 @@
 //   csp::SharedArray<double> a(1024);           // 1024 zeros
 //   a[7] = 3.5;  for (double x : a) ...;
 //
-// Both are cheap shared handles: copies refer to the same memory. The memory
+// Both are cheap shared handles: copies refer to the same memory, and, as
+// with a pointer, a const handle still gives write access. The memory
 // is an anonymous shared mapping (csp/detail/shared_memory.hpp), made when
 // the first handle is, inherited by every os_process child forked after
 // that, and unmapped in each OS process when its last handle there goes.
@@ -159,7 +160,7 @@ class SharedValue {
     }
   }
   /// Replaces the value (atomic for integral T, else under the lock).
-  void store(T v) {
+  void store(T v) const {
     if constexpr (detail::SharedAtomic<T>) {
       ref().store(v, std::memory_order_seq_cst);
     } else {
@@ -168,30 +169,30 @@ class SharedValue {
     }
   }
   /// Atomically replaces the value and returns the old one.
-  T exchange(T v)
+  T exchange(T v) const
     requires detail::SharedAtomic<T>
   {
     return ref().exchange(v, std::memory_order_seq_cst);
   }
   /// Replaces the value with `desired` if it equals `expected`; otherwise
   /// loads the current value into `expected`. True if it replaced.
-  bool compare_exchange(T& expected, T desired)
+  bool compare_exchange(T& expected, T desired) const
     requires detail::SharedAtomic<T>
   {
     return ref().compare_exchange_strong(expected, desired, std::memory_order_seq_cst);
   }
   /// Atomic read-modify-write; each returns the value before.
-  T fetch_add(T d) requires detail::SharedArithmetic<T> { return ref().fetch_add(d, std::memory_order_seq_cst); }
-  T fetch_sub(T d) requires detail::SharedArithmetic<T> { return ref().fetch_sub(d, std::memory_order_seq_cst); }
-  T fetch_and(T d) requires detail::SharedArithmetic<T> { return ref().fetch_and(d, std::memory_order_seq_cst); }
-  T fetch_or(T d) requires detail::SharedArithmetic<T> { return ref().fetch_or(d, std::memory_order_seq_cst); }
-  T fetch_xor(T d) requires detail::SharedArithmetic<T> { return ref().fetch_xor(d, std::memory_order_seq_cst); }
+  T fetch_add(T d) const requires detail::SharedArithmetic<T> { return ref().fetch_add(d, std::memory_order_seq_cst); }
+  T fetch_sub(T d) const requires detail::SharedArithmetic<T> { return ref().fetch_sub(d, std::memory_order_seq_cst); }
+  T fetch_and(T d) const requires detail::SharedArithmetic<T> { return ref().fetch_and(d, std::memory_order_seq_cst); }
+  T fetch_or(T d) const requires detail::SharedArithmetic<T> { return ref().fetch_or(d, std::memory_order_seq_cst); }
+  T fetch_xor(T d) const requires detail::SharedArithmetic<T> { return ref().fetch_xor(d, std::memory_order_seq_cst); }
 
   /// Runs f(T&) under the value's interprocess lock; returns f's result.
   /// Blocks (parks a coroutine) while another process holds the lock.
   template <class F>
     requires std::invocable<F&, T&>
-  decltype(auto) with_lock(F&& f) {
+  decltype(auto) with_lock(F&& f) const {
     detail::SharedLockGuard guard(data_->header().lock_);
     if constexpr (detail::SharedAtomic<T>) {
       return detail::with_lock_atomic(*data_->elements(), f);
@@ -254,17 +255,17 @@ class SharedArray {
   [[nodiscard]] T load(std::size_t i) const requires detail::SharedAtomic<T> {
     return ref(i).load(std::memory_order_seq_cst);
   }
-  void store(std::size_t i, T v) requires detail::SharedAtomic<T> { ref(i).store(v, std::memory_order_seq_cst); }
-  T exchange(std::size_t i, T v) requires detail::SharedAtomic<T> {
+  void store(std::size_t i, T v) const requires detail::SharedAtomic<T> { ref(i).store(v, std::memory_order_seq_cst); }
+  T exchange(std::size_t i, T v) const requires detail::SharedAtomic<T> {
     return ref(i).exchange(v, std::memory_order_seq_cst);
   }
-  bool compare_exchange(std::size_t i, T& expected, T desired) requires detail::SharedAtomic<T> {
+  bool compare_exchange(std::size_t i, T& expected, T desired) const requires detail::SharedAtomic<T> {
     return ref(i).compare_exchange_strong(expected, desired, std::memory_order_seq_cst);
   }
-  T fetch_add(std::size_t i, T d) requires detail::SharedArithmetic<T> {
+  T fetch_add(std::size_t i, T d) const requires detail::SharedArithmetic<T> {
     return ref(i).fetch_add(d, std::memory_order_seq_cst);
   }
-  T fetch_sub(std::size_t i, T d) requires detail::SharedArithmetic<T> {
+  T fetch_sub(std::size_t i, T d) const requires detail::SharedArithmetic<T> {
     return ref(i).fetch_sub(d, std::memory_order_seq_cst);
   }
 
