@@ -302,7 +302,7 @@ std::int64_t default_max_spin_ns() {
       long long us = std::strtoll(env, &end, 10);
       if (end != env && *end == '\0' && us >= 0 && us <= 1000000) return static_cast<std::int64_t>(us) * 1000;
     }
-    return std::int64_t{20000};
+    return std::int64_t{50000};
   }();
   return value;
 }
@@ -347,20 +347,29 @@ void close_fd(int& fd) noexcept {
 
 // ---------------------------------------------------------------- spinning
 
-// The spin bound is twice the recent typical wait, between 1 us (or the
-// maximum, if lower) and the maximum: a partner that answers within a few
-// microseconds is caught spinning, and one that takes longer soon costs no
-// more than that floor per wait.
-std::int64_t ShmStream::SpinBudget::limit_ns() const noexcept {
-  const std::int64_t floor = std::min<std::int64_t>(max_ns, 1000);
-  return std::clamp<std::int64_t>(2 * avg_ns, floor, max_ns);
+// Spin the full bound while waits are short enough for spinning to catch
+// them: parking costs the peer a wake-up latency (25-45 us on the 2-vCPU
+// VM), and a bound shorter than that would let one hiccup turn a ping-pong
+// into both sides parking on every message (measured: 25 us hops instead of
+// 0.1 us). After kSlowAfter waits in a row longer than the bound the peer is
+// slow: spin only kSlowSpinNs (catching a peer that just answers quickly
+// again), with a full spin every kProbeEvery-th wait.
+namespace {
+constexpr unsigned kSlowAfter = 4;
+constexpr unsigned kProbeEvery = 8;
+constexpr std::int64_t kSlowSpinNs = 2000;
+}  // namespace
+
+std::int64_t ShmStream::SpinBudget::next_limit_ns() noexcept {
+  if (long_waits < kSlowAfter || ++since_probe % kProbeEvery == 0) return max_ns;
+  return std::min(max_ns, kSlowSpinNs);
 }
 
 void ShmStream::SpinBudget::learn(std::int64_t waited_ns) noexcept {
   if (waited_ns <= max_ns)
-    avg_ns += (waited_ns - avg_ns) / 4;  // a wait spinning could have caught
-  else
-    avg_ns -= avg_ns / 4;  // a long wait: spinning was wasted
+    long_waits = 0;
+  else if (long_waits < kSlowAfter)
+    ++long_waits;
 }
 
 // ---------------------------------------------------------------- ShmStream
@@ -386,8 +395,8 @@ ShmStream::ShmStream(std::shared_ptr<shm_detail::Segment> segment, int side, std
   in_head_seen_ = in_->head.load(std::memory_order_acquire);
   const std::int64_t max_spin =
       options.max_spin ? std::max<std::int64_t>(0, options.max_spin->count()) : default_max_spin_ns();
-  read_spin_ = {max_spin, max_spin / 2};
-  write_spin_ = {max_spin, max_spin / 2};
+  read_spin_.max_ns = max_spin;
+  write_spin_.max_ns = max_spin;
   asymmetric_ = options.use_membarrier && membarrier_ready();
   if (asymmetric_) {
     // From now on we barrier before parking on either ring.
@@ -597,7 +606,7 @@ ShmStream::Wait ShmStream::wait_for_data(Deadline deadline) {
   const bool coroutine = csp::detail::in_coroutine();
   // Spin: the peer is probably about to write.
   if (deadline > start) {
-    const std::int64_t limit = read_spin_.limit_ns();
+    const std::int64_t limit = read_spin_.next_limit_ns();
     for (unsigned i = 1; limit > 0; ++i) {
       if (in_->head.load(std::memory_order_relaxed) != in_tail_) {
         read_spin_.learn(ns_between(start, csp::detail::Clock::now()));
@@ -656,7 +665,7 @@ ShmStream::Wait ShmStream::wait_for_space(std::uint64_t wanted) {
     out_tail_seen_ = out_->tail.load(std::memory_order_seq_cst);
     return capacity_ - (out_head_ - out_tail_seen_) >= need;
   };
-  const std::int64_t limit = write_spin_.limit_ns();
+  const std::int64_t limit = write_spin_.next_limit_ns();
   for (unsigned i = 1; limit > 0; ++i) {
     if (has_space(1)) {
       write_spin_.learn(ns_between(start, csp::detail::Clock::now()));

@@ -57,10 +57,14 @@ struct ShmOptions {
   /// Bytes of ring per direction; rounded up to a power of two, at least
   /// 4 KiB. Writes larger than the ring are streamed through it in pieces.
   std::size_t ring_bytes = std::size_t{1} << 20;
-  /// Longest a blocked read or write spins before it parks. The spin adapts
-  /// below this bound to how long waits have recently been. Unset: the
-  /// environment's CSP_SHM_SPIN_US (microseconds), else 20 us. Zero parks
-  /// at once (every wake-up then goes through the eventfd).
+  /// Longest a blocked read or write spins before it parks. After a few
+  /// waits in a row longer than this (a slow peer) it spins only 2 us, with
+  /// a full spin every 8th wait to notice when the peer is quick again.
+  /// Unset: the environment's CSP_SHM_SPIN_US (microseconds), else 50 us,
+  /// a little above the eventfd wake-up latency measured on the 2-vCPU VM
+  /// (25-45 us): a bound below the wake-up latency lets one hiccup turn a
+  /// ping-pong into both sides parking on every message. Zero parks at once
+  /// (every wake-up then goes through the eventfd).
   std::optional<std::chrono::nanoseconds> max_spin;
   /// Let a parking side pay for the wake-up handshake with
   /// membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), so that publishing bytes
@@ -131,9 +135,12 @@ class ShmStream final : public ByteStream {
  private:
   // Spin-then-park bookkeeping of one waiting role (reader or writer).
   struct SpinBudget {
-    std::int64_t max_ns = 0;   // bound from the options
-    std::int64_t avg_ns = 0;   // moving average of recent short waits
-    [[nodiscard]] std::int64_t limit_ns() const noexcept;
+    std::int64_t max_ns = 0;     // bound from the options
+    unsigned long_waits = 0;     // consecutive waits longer than max_ns
+    unsigned since_probe = 0;    // short spins since the last full one
+    // How long the next wait may spin.
+    std::int64_t next_limit_ns() noexcept;
+    // Records how long a wait took, parked or not.
     void learn(std::int64_t waited_ns) noexcept;
   };
   enum class Wait { ready, timed_out, peer_gone, closed };
