@@ -12,8 +12,9 @@
 // writer has left and the buffer is drained, every reader's loop ends by
 // itself, however many readers there are.
 //
-// The workers here are coroutines; make them csp::os_process(worker, ...)
-// and the same code runs them as OS processes over a cross-process channel.
+// The workers are OS processes, as in the seed: csp::os_process forks each
+// one and connects the channel ends it is given to their channels here.
+// Write csp::process instead and the same workers run as coroutines.
 #include <algorithm>
 #include <csp/csp.hpp>
 #include <cstdio>
@@ -31,7 +32,7 @@ int main() {
   csp::Channel<std::string> log{"log"};
 
   std::vector<csp::Process<void>> workers;
-  for (int id = 0; id < 4; ++id) workers.push_back(csp::process(worker, id, jobs.reader(), log.writer()));
+  for (int id = 0; id < 4; ++id) workers.push_back(csp::os_process(worker, id, jobs.reader(), log.writer()));
 
   std::vector<std::string> lines;
   csp::Parallel(
