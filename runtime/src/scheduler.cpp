@@ -135,7 +135,7 @@ void run_task_body(Task* task) noexcept {
   }
   task->spawned_.clear();
   scheduler().registry_remove(task);
-  if (task->latch_) task->latch_->arrive(error);
+  if (task->latch_) task->latch_->arrive(std::move(error));
 }
 
 /// First code on a new task's stack; never returns (the stack is released
@@ -703,7 +703,7 @@ void start(std::unique_ptr<ProcessBody> body, Latch* latch, Placement placement)
         if (!child->joined_.exchange(true) && !error) error = child->latch_.first_error();
       }
       self->spawned_.clear();
-      if (latch) latch->arrive(error);
+      if (latch) latch->arrive(std::move(error));
     }).detach();
     return;
   }

@@ -86,20 +86,25 @@ std::uintptr_t wait(Waiter& w, Deadline deadline) {
 // ---------------------------------------------------------------------------
 
 void Latch::arrive(std::exception_ptr error) noexcept {
-  if (error && !error_claimed_.exchange(true, std::memory_order_acq_rel)) first_error_ = std::move(error);
-  // SYNC POINT: release pairs with the acquire in wait()/done().
-  if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    if (Waiter* j = joiner_.exchange(nullptr, std::memory_order_acq_rel)) {
-      if (j->try_select(kWoken)) j->wake();
-    }
+  {
+    // Our reference to the exception must be gone before the joiner can
+    // see us arrive: the joiner may rethrow and destroy it meanwhile.
+    std::exception_ptr mine = std::move(error);
+    if (mine && !error_claimed_.exchange(true, std::memory_order_acq_rel)) first_error_ = std::move(mine);
   }
+  if (remaining_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  // SYNC POINT: release pairs with the acquire in wait()/done(); after this
+  // exchange the latch may be gone, only the joiner's waiter is touched.
+  Waiter* joiner = joiner_.exchange(done_mark(), std::memory_order_acq_rel);
+  if (joiner && joiner->try_select(kWoken)) joiner->wake();
 }
 
 void Latch::wait() noexcept {
   if (done()) return;
   Waiter w("join", {}, false);
-  joiner_.store(&w, std::memory_order_release);
-  if (done() && joiner_.exchange(nullptr, std::memory_order_acq_rel) == &w) return;  // retracted
+  Waiter* expected = nullptr;
+  if (!joiner_.compare_exchange_strong(expected, &w, std::memory_order_acq_rel, std::memory_order_acquire))
+    return;  // everyone arrived meanwhile
   detail::wait(w, forever);
 }
 

@@ -2,10 +2,11 @@
 // csp/process.hpp and csp/parallel.hpp; not for users.
 //
 // Invariants
-// - A Latch counts processes that have not finished; the last arrive()
-//   wakes the joiner, if one waits. `joiner_` is exchanged, never read
-//   plainly, so exactly one party (the last arriver or the joiner
-//   retracting) owns the wake.
+// - A Latch counts processes that have not finished. The last arrive()
+//   exchanges `joiner_` to the done mark: that is its last touch of the
+//   latch (which lives on the joiner's stack); if a joiner had installed
+//   its waiter, the arriver wakes it. The joiner installs its waiter by CAS
+//   from null, so exactly one of the two sees the other.
 // - The first error is kept (`error_claimed_` decides who writes it) and
 //   read by the joiner only after every arrive() happened before its wake.
 #pragma once
@@ -22,24 +23,25 @@ namespace csp::detail {
 
 class Latch {
  public:
-  explicit Latch(std::size_t count) noexcept : remaining_(count) {}
+  explicit Latch(std::size_t count) noexcept
+      : remaining_(count), joiner_(count == 0 ? done_mark() : nullptr) {}
   Latch(const Latch&) = delete;
   Latch& operator=(const Latch&) = delete;
 
   /// A process finished; `error` is its exception (null when it succeeded
-  /// or ended by poison/retire).
+  /// or ended by poison/retire). The last arrival's exchange of `joiner_`
+  /// is its last touch of the latch, so the joiner may then destroy it.
   void arrive(std::exception_ptr error) noexcept;
   /// Parks until every process arrived. Does not throw.
   void wait() noexcept;
-  [[nodiscard]] bool done() const noexcept {
-    return remaining_.load(std::memory_order_acquire) == 0;
-  }
+  [[nodiscard]] bool done() const noexcept { return joiner_.load(std::memory_order_acquire) == done_mark(); }
   /// The first error that arrived (valid after wait()).
   [[nodiscard]] std::exception_ptr first_error() const noexcept { return first_error_; }
 
  private:
-  std::atomic<std::size_t> remaining_;          // processes still running
-  std::atomic<Waiter*> joiner_{nullptr};         // who waits in wait(), if anyone
+  static Waiter* done_mark() noexcept { return reinterpret_cast<Waiter*>(alignof(Waiter)); }
+  std::atomic<std::size_t> remaining_;           // processes still running
+  std::atomic<Waiter*> joiner_;                  // null, the joiner's waiter, or done_mark()
   std::atomic<bool> error_claimed_{false};       // set by the first failing process
   std::exception_ptr first_error_;               // written once, by the claimer
 };
