@@ -737,6 +737,7 @@ bool unhost(std::string_view address) {
   const Address a = parse_address(address);
   Registry& r = registry();
   std::shared_ptr<Listener> to_close;
+  std::shared_ptr<HostedChannelBase> released;
   {
     std::lock_guard lock(r.mutex);
     auto it = r.endpoints.find(a.endpoint());
@@ -746,6 +747,7 @@ bool unhost(std::string_view address) {
     auto ch = ep->channels.find(a.name);
     if (ch == ep->channels.end()) return false;
     r.addresses.erase(ch->second->channel);
+    released = ch->second;
     ep->channels.erase(ch);
     if (ep->channels.empty()) {
       to_close = ep->listener;
@@ -753,6 +755,7 @@ bool unhost(std::string_view address) {
     }
   }
   if (to_close) to_close->close();
+  released->release();
   return true;
 }
 

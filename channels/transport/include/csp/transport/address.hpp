@@ -25,6 +25,11 @@
 //   so a failure throws TransportError there) and keeps serving until
 //   csp::unhost(address) or the end of the program; the socket file or FIFO
 //   is removed then (also at exit).
+// - While hosted, the hosting itself is a member of both sides: clients that
+//   come and go do not retire the channel (a server's `for (job : jobs)`
+//   waits for the next client instead of ending when the last one leaves).
+//   unhost() gives up these memberships; the channel then retires as usual
+//   once the ends still held are gone.
 // - connect(address, timeout) retries until `timeout` while nobody serves
 //   the address yet, then throws TransportError("csp: cannot connect to
 //   ..."). The handshake checks protocol version and element type: a
@@ -88,6 +93,8 @@ class HostedChannelBase {
   /// Serves one connection whose HELLO (flags, seq) the acceptor has read.
   virtual void serve(std::unique_ptr<ByteStream> stream, const csp::detail::Hello& hello, std::uint8_t flags,
                      std::uint32_t seq, FrameReader reader, const std::string& peer) = 0;
+  /// Gives up the hosting's own membership of both sides (unhost).
+  virtual void release() noexcept = 0;
   std::string address;             // as bound
   const void* channel = nullptr;   // its ChannelCore, for hosted_address()
 };
@@ -102,7 +109,10 @@ std::string hosted_address_of(const void* channel);
 template <class T>
 class HostedChannel final : public HostedChannelBase {
  public:
-  explicit HostedChannel(std::shared_ptr<csp::detail::ChannelImpl<T>> home) : home_(std::move(home)) {
+  explicit HostedChannel(std::shared_ptr<csp::detail::ChannelImpl<T>> home)
+      : home_(std::move(home)),
+        reader_(std::make_shared<csp::detail::EndState<T>>(home_, csp::detail::Side::reader)),
+        writer_(std::make_shared<csp::detail::EndState<T>>(home_, csp::detail::Side::writer)) {
     channel = home_.get();
   }
   void serve(std::unique_ptr<ByteStream> stream, const csp::detail::Hello& hello, std::uint8_t flags, std::uint32_t seq,
@@ -112,9 +122,19 @@ class HostedChannel final : public HostedChannelBase {
     server.set_hello_frame(flags, seq);
     server.serve(hello, std::move(reader));
   }
+  void release() noexcept override {
+    try {
+      reader_->retire();
+      writer_->retire();
+    } catch (...) {  // a home that is itself remote and gone: nothing to leave
+    }
+  }
 
  private:
   std::shared_ptr<csp::detail::ChannelImpl<T>> home_;  // the channel served
+  // The hosting's own membership of each side (see the file comment).
+  std::shared_ptr<csp::detail::EndState<T>> reader_;
+  std::shared_ptr<csp::detail::EndState<T>> writer_;
 };
 
 }  // namespace transport_detail
