@@ -16,8 +16,10 @@
 //   keeps its own index in process memory and a possibly stale copy of the
 //   other's: a stale copy only under-states what it may use, never more.
 // - The producer writes data only in [head, tail_seen + C) and publishes it
-//   with a release store of head; the consumer reads only [tail, head_seen)
-//   and frees it with a release store of tail.
+//   with a (release or seq_cst) store of head; the consumer reads only
+//   [tail, head_seen) and frees it with a (release or seq_cst) store of tail.
+//   Indices from the peer are checked (head - tail <= C) before use, so a
+//   peer that is not csp cannot make us copy outside the ring.
 // - reader_sleeping goes 0 -> 1 only by the consumer, just before it parks;
 //   back to 0 by whoever claims the wake-up (the producer, by exchange) or by
 //   the consumer when it stops waiting. writer_sleeping likewise with the
@@ -31,8 +33,8 @@
 //   tail. (seq_cst operations rather than relaxed ones plus seq_cst fences:
 //   the same cost on x86, where the store becomes an xchg instead of a mov
 //   plus mfence, and ThreadSanitizer models them, which it does not fences.)
-//   Every store to head, tail and the sleeping flags is seq_cst, so the
-//   total order covers all of them.
+//   In this mode every store to head, tail and the sleeping flags is
+//   seq_cst, so the total order covers all of them.
 // - Asymmetric barriers: the store-then-load above costs the publishing side
 //   a full barrier per publication, which stalls it until the index's cache
 //   line comes back from the spinning peer (about one cross-core hop per
@@ -59,9 +61,9 @@
 #include <csp/transport/shm.hpp>
 
 #include <fcntl.h>
+#include <linux/membarrier.h>
 #include <poll.h>
 #include <sys/epoll.h>
-#include <linux/membarrier.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
