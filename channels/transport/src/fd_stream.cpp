@@ -242,13 +242,18 @@ void FdStream::write_all_v(const ConstBuffer* parts, std::size_t count) {
 
 std::optional<std::size_t> FdStream::read_some(void* data, std::size_t n, Deadline deadline) {
   if (read_fd_ < 0) throw TransportError("csp: " + description_ + ": read on a closed stream");
-  if (wait_first_read_) {
+  // After a read that emptied the fd the next one would most likely find
+  // nothing (a request/reply exchange): wait first, saving a read(2).
+  if (wait_first_read_ || (drained_ && deadline > csp::detail::Clock::now())) {
     if (!csp::detail::wait_fd(read_fd_, EPOLLIN | EPOLLRDHUP, deadline, "read")) return std::nullopt;
     wait_first_read_ = false;
   }
   for (;;) {
     ssize_t r = ::read(read_fd_, data, n);
-    if (r >= 0) return static_cast<std::size_t>(r);
+    if (r >= 0) {
+      drained_ = static_cast<std::size_t>(r) < n;
+      return static_cast<std::size_t>(r);
+    }
     if (errno == EINTR) continue;
     if (errno == EAGAIN) {
       if (!csp::detail::wait_fd(read_fd_, EPOLLIN | EPOLLRDHUP, deadline, "read")) return std::nullopt;

@@ -84,6 +84,7 @@ class FdStream final : public ByteStream {
   int write_fd_ = -1;         // write end (a dup for sockets); -1 once closed
   pid_t owner_;                             // the process that made it: only it closes the fds
   bool wait_first_read_ = false;            // see wait_before_first_read()
+  bool drained_ = false;                    // the last read(2) emptied the fd
   std::string description_;                 // "pipe to pid 123", "tcp://127.0.0.1:7000", ...
   std::vector<std::string> unlink_on_close_;  // paths removed by close()
 };

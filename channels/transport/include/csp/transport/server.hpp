@@ -13,10 +13,13 @@
 //
 // Lingering polls: alternation polls a remote channel (try_now), so two
 // remote selects on the two sides of an unbuffered channel would poll
-// forever without meeting. When a poll finds nothing and a remote of the
-// opposite direction polled the same home channel within kPollWindow, the
-// poll waits up to kLinger (an ordinary timed operation: it completes or
-// leaves everything as it was), which the other side's next poll meets.
+// forever without meeting. When a read poll finds nothing and a remote
+// polled the same home channel for writing within kPollWindow, the read
+// waits up to kLinger (an ordinary timed operation: it completes or leaves
+// everything as it was). kLinger exceeds the longest nap of a polling
+// select (2 ms), so the writer's next poll of this channel meets it. Only
+// reads linger: were both sides to linger, two selects could keep lingering
+// on different channels in step and miss each other.
 //
 // Invariants (pool_lock_ guards the executor pool):
 // - busy_ counts executors performing an operation; idle_ lists the parked
@@ -49,8 +52,8 @@ struct PollHints {
   std::atomic<std::int64_t> last_poll_ns[2]{};  // [0] reads, [1] writes; steady clock
 };
 PollHints& poll_hints(const void* channel) noexcept;
-inline constexpr std::chrono::microseconds kPollWindow{5000};
-inline constexpr std::chrono::microseconds kLinger{2000};
+inline constexpr std::chrono::microseconds kPollWindow{10000};
+inline constexpr std::chrono::microseconds kLinger{3000};
 
 /// Reports a dropped connection of a hosted channel (the handler set by
 /// csp::set_transport_error_handler, stderr by default).
@@ -251,6 +254,7 @@ class ChannelServer {
   }
 
   bool linger(int dir, std::int64_t now_ns) const noexcept {
+    if (dir != 0) return false;  // only reads linger
     const std::int64_t other = hints_.last_poll_ns[1 - dir].load(std::memory_order_relaxed);
     return other != 0 && now_ns - other <= std::chrono::duration_cast<std::chrono::nanoseconds>(kPollWindow).count();
   }
