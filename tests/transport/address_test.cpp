@@ -372,6 +372,33 @@ TEST_F(Address, GarbageIsATransportErrorAndTheHostServesOthers) {
   EXPECT_TRUE(truncated) << ::testing::PrintToString(errors);
 }
 
+// A value over the frame limit of an address connection is refused before
+// anything is sent: the writer keeps it and the connection stays usable.
+TEST_F(Address, ValueOverTheFrameLimitIsRefusedAndKept) {
+  ::setenv("CSP_MAX_FRAME_BYTES", "100000", 1);
+  auto host = csp::Channel<std::string>::host("tcp://127.0.0.1:0/big");
+  const std::string address = csp::hosted_address(host);
+  hosted_ = {address};
+  auto client = [](std::string address) {
+    auto w = csp::Channel<std::string>::connect(address).writer();
+    std::string big(200000, 'x');
+    std::string small(1000, 'y');
+    int refused = 0;
+    try {
+      w.write(big);
+    } catch (const csp::TransportError& e) {
+      refused = std::string(e.what()).find("limit") != std::string::npos ? 1 : 2;
+    }
+    w.write(small);
+    return refused;
+  };
+  auto [refused, got] = csp::Parallel(csp::os_process(client, address),
+                                      csp::process([](csp::Reader<std::string> r) { return r.read(); }, host.reader()));
+  ::unsetenv("CSP_MAX_FRAME_BYTES");
+  EXPECT_EQ(refused, 1);
+  EXPECT_EQ(got, std::string(1000, 'y'));
+}
+
 TEST_F(Address, BadAddressesAreRefused) {
   for (const char* bad : {"tcp://127.0.0.1/jobs", "unix://relative/x", "pipe://relative", "ftp://x/y", "jobs",
                           "tcp://127.0.0.1:99999/x", "tcp://127.0.0.1:7000/x?size=3"}) {

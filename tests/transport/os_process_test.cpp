@@ -8,6 +8,7 @@
 
 #include <csp/csp.hpp>
 #include <numeric>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,89 @@ TEST(OsProcess, ExitStatusAndSignalAreReported) {
   } catch (const csp::ProcessFailed& e) {
     EXPECT_NE(std::string(e.what()).find("signal 9"), std::string::npos) << e.what();
   }
+}
+
+TEST(OsProcess, TimesNMakesChildrenWithFreshEnds) {
+  csp::Channel<int> ch;
+  auto worker = [](csp::Writer<int> out) {
+    for (int i = 0; i < 10; ++i) out.write(::getpid());
+  };
+  auto reader = [](csp::Reader<int> in) {
+    std::set<int> pids;
+    int n = 0;
+    for (int pid : in) {
+      pids.insert(pid);
+      ++n;
+    }
+    return std::make_pair(n, pids.size());
+  };
+  // Each copy's end retires on its own, so the reader's loop ends after all three.
+  auto [unused, got] = csp::Parallel(csp::os_process(worker, ch.writer()).named("worker") * 3,
+                                     csp::process(reader, ch.reader()));
+  (void)unused;
+  EXPECT_EQ(got.first, 30);
+  EXPECT_EQ(got.second, 3u);
+}
+
+TEST(OsProcess, NonStandardExceptionIsReported) {
+  try {
+    csp::Parallel(csp::os_process([] { throw 42; }));
+    FAIL() << "no exception";
+  } catch (const csp::ProcessFailed& e) {
+    EXPECT_NE(std::string(e.what()).find("int"), std::string::npos) << e.what();
+  }
+}
+
+TEST(OsProcess, SpawnedAndJoined) {
+  auto h = csp::Spawn(csp::os_process([](std::vector<int> v) { return std::accumulate(v.begin(), v.end(), 0); },
+                                      std::vector<int>{1, 2, 3, 4}));
+  EXPECT_EQ(h.join(), 10);
+}
+
+// Fork links are not bound by the 64 MiB frame limit of addresses.
+TEST(OsProcess, ValueLargerThanTheAddressFrameLimit) {
+  csp::Channel<std::vector<char>> ch;
+  const std::size_t n = (64u << 20) + 12345;
+  auto child = [n](csp::Writer<std::vector<char>> out) {
+    std::vector<char> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<char>(i * 7);
+    out.write(std::move(v));
+  };
+  auto parent = [n](csp::Reader<std::vector<char>> in) {
+    auto v = in.read();
+    if (v.size() != n) return false;
+    for (std::size_t i = 0; i < n; ++i)
+      if (v[i] != static_cast<char>(i * 7)) return false;
+    return true;
+  };
+  auto [unused, ok] = csp::Parallel(csp::os_process(child, ch.writer()), csp::process(parent, ch.reader()));
+  (void)unused;
+  EXPECT_TRUE(ok);
+}
+
+TEST(OsProcess, ChildWithItsOwnProcessesAndSelects) {
+  csp::Channel<int> a, b, out;
+  auto child = [](csp::Reader<int> ra, csp::Reader<int> rb, csp::Writer<int> w) {
+    // A network inside the child: two relays into one select.
+    csp::Channel<int> merged;
+    auto relay = [](csp::Reader<int> in, csp::Writer<int> o) { for (int v : in) o.write(v); };
+    auto sink = [](csp::Reader<int> in, csp::Writer<int> o) { int s = 0; for (int v : in) s += v; o.write(s); };
+    csp::Parallel(csp::process(relay, ra, merged.writer()), csp::process(relay, rb, merged.writer()),
+                  csp::process(sink, merged.reader(), w));
+  };
+  auto parent = [](csp::Writer<int> wa, csp::Writer<int> wb, csp::Reader<int> r) {
+    for (int i = 0; i < 50; ++i) {
+      wa.write(i);
+      wb.write(1000 + i);
+    }
+    wa.retire();
+    wb.retire();
+    return r.read();
+  };
+  auto [unused, sum] = csp::Parallel(csp::os_process(child, a.reader(), b.reader(), out.writer()),
+                                     csp::process(parent, a.writer(), b.writer(), out.reader()));
+  (void)unused;
+  EXPECT_EQ(sum, 49 * 50 / 2 + 50 * 1000 + 49 * 50 / 2);
 }
 
 }  // namespace
