@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <csp/csp.hpp>
+#include <cstdio>
+#include <cstring>
 #include <numeric>
 #include <set>
 #include <string>
@@ -78,6 +80,45 @@ TEST(OsProcess, ExitStatusAndSignalAreReported) {
   } catch (const csp::ProcessFailed& e) {
     EXPECT_NE(std::string(e.what()).find("signal 9"), std::string::npos) << e.what();
   }
+}
+
+/// In a child: how many of its fds are pipes and how many sockets.
+std::pair<int, int> pipes_and_sockets() {
+  int pipes = 0, sockets = 0;
+  for (int fd = 0; fd < 1024; ++fd) {
+    char link[64], target[256];
+    std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = ::readlink(link, target, sizeof target - 1);
+    if (n <= 0) continue;
+    target[n] = 0;
+    if (std::strncmp(target, "pipe:", 5) == 0) ++pipes;
+    if (std::strncmp(target, "socket:", 7) == 0) ++sockets;
+  }
+  return {pipes, sockets};
+}
+
+TEST(OsProcess, ChannelForcesItsTransport) {
+  csp::transport_detail::set_default_link_kind(csp::transport_detail::LinkKind::tcp);
+  csp::Channel<int> forced{csp::transport::pipe};
+  csp::Channel<int> defaulted;
+  auto count = [](csp::Writer<int>) { return pipes_and_sockets(); };
+  auto [with_pipe, with_tcp] = csp::Parallel(csp::os_process(count, forced.writer()),
+                                             csp::os_process(count, defaulted.writer()));
+  csp::transport_detail::set_default_link_kind(std::nullopt);
+  // Each child also has the write end of its status pipe.
+  EXPECT_GE(with_pipe.first, 3);
+  EXPECT_EQ(with_pipe.second, 0);
+  EXPECT_EQ(with_tcp.second, 2);  // the socket and its dup
+}
+
+TEST(OsProcess, EnvironmentSetsTheDefaultTransport) {
+  ::setenv("CSP_TRANSPORT", "unix", 1);
+  csp::Channel<int> ch;
+  auto [got] = csp::Parallel(csp::os_process([](csp::Writer<int>) { return pipes_and_sockets(); }, ch.writer()));
+  ::setenv("CSP_TRANSPORT", "bogus", 1);
+  EXPECT_THROW(csp::Parallel(csp::os_process([](csp::Writer<int>) {}, ch.writer())), csp::TransportError);
+  ::unsetenv("CSP_TRANSPORT");
+  EXPECT_EQ(got.second, 2);
 }
 
 TEST(OsProcess, TimesNMakesChildrenWithFreshEnds) {
