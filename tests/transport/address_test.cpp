@@ -108,18 +108,24 @@ TEST_P(Address, ClientsWriteToTheHost) {
 
 TEST_P(Address, HostWritesClientsReadAndRetireEndsTheLoop) {
   auto [results, address] = host<std::string>();
-  auto client = [](std::string address) {
+  csp::Channel<int> ready;
+  auto client = [](std::string address, csp::Writer<int> connected) {
     auto ch = csp::Channel<std::string>::connect(address);
+    auto in = ch.reader();
+    connected.write(0);
     int n = 0;
-    for (std::string s : ch.reader()) n += s == "x" ? 1 : 1000;
+    for (std::string s : in) n += s == "x" ? 1 : 1000;
     return n;
   };
-  auto writer = [](csp::Writer<std::string> out, std::string address) {
+  auto writer = [](csp::Writer<std::string> out, std::string address, csp::Reader<int> connected) {
+    connected.read();
+    connected.read();
     for (int i = 0; i < 50; ++i) out.write("x");
     csp::unhost(address);  // the hosting leaves the writer side; `out` leaves as this process ends
   };
-  auto [n1, n2, unused] = csp::Parallel(csp::os_process(client, address), csp::os_process(client, address),
-                                        csp::process(writer, results.writer(), address));
+  auto [n1, n2, unused] = csp::Parallel(csp::os_process(client, address, ready.writer()),
+                                        csp::os_process(client, address, ready.writer()),
+                                        csp::process(writer, results.writer(), address, ready.reader()));
   (void)unused;
   EXPECT_EQ(n1 + n2, 50);
 }

@@ -58,67 +58,131 @@ std::uint32_t max_frame_payload(bool trusted) noexcept {
 }
 
 // ---- FrameReader ---------------------------------------------------------------------
+// Invariant: [begin_, end_) of buffer_ holds received bytes not yet returned
+// in a frame; while partial_ != 0 the frame at begin_ was returned partially
+// and every buffered byte belongs to its payload.
 
-FrameReader::Result FrameReader::next(ByteStream& stream, Deadline deadline, csp::detail::Frame& frame) {
-  constexpr std::size_t kChunk = 64 * 1024;
-  constexpr std::size_t kShrinkAbove = 8u << 20;
+namespace {
+constexpr std::size_t kChunk = 64 * 1024;
+constexpr std::size_t kShrinkAbove = 8u << 20;
+}  // namespace
+
+void FrameReader::truncated(ByteStream& stream, std::size_t need) const {
+  throw TransportError("csp: " + stream.describe() + ": the stream ended inside a frame (" +
+                       std::to_string(end_ - begin_) + " of " + std::to_string(need) +
+                       " bytes received, at stream offset " + std::to_string(offset_) + ")");
+}
+
+// Reads until [begin_, end_) holds `want` bytes; grows the buffer as needed.
+// Returns false when `deadline` passes first or (if `eof_ok`) the stream
+// ends before any byte of `want` came (`*eof` set).
+bool FrameReader::fill(ByteStream& stream, std::size_t want, Deadline deadline, bool eof_ok, bool* eof) {
+  while (end_ - begin_ < want) {
+    if (buffer_.size() - begin_ < want || buffer_.size() == end_) {
+      if (begin_ != 0) {
+        std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+      }
+      if (buffer_.size() < want) buffer_.resize(std::max(want, kChunk));
+      else if (buffer_.size() == end_) buffer_.resize(std::max(buffer_.size() * 2, kChunk));
+    }
+    auto got = stream.read_some(buffer_.data() + end_, buffer_.size() - end_, deadline);
+    if (!got) return false;
+    if (*got == 0) {
+      if (eof_ok && end_ == begin_) {
+        *eof = true;
+        return false;
+      }
+      truncated(stream, want);
+    }
+    end_ += *got;
+  }
+  return true;
+}
+
+FrameReader::Result FrameReader::next(ByteStream& stream, Deadline deadline, csp::detail::Frame& frame,
+                                      bool streaming) {
+  if (partial_) {
+    // The caller left a partial frame: skip the rest of its payload.
+    const std::size_t total = csp::detail::frame_header_size + partial_;
+    std::size_t have = end_ - begin_;
+    std::vector<std::byte> sink(kChunk);
+    while (have < total) {
+      auto got = stream.read_some(sink.data(), std::min(sink.size(), total - have), csp::detail::forever);
+      if (!got || *got == 0) truncated(stream, total);
+      have += *got;
+    }
+    begin_ = end_ = 0;
+    offset_ += total;
+    partial_ = 0;
+  }
   if (begin_ == end_) {
     begin_ = end_ = 0;
     if (buffer_.size() > kShrinkAbove) std::vector<std::byte>(kChunk).swap(buffer_);
   }
-  std::size_t need = csp::detail::frame_header_size;
-  bool header_done = false;
+  bool eof = false;
+  if (!fill(stream, csp::detail::frame_header_size, deadline, true, &eof)) return eof ? Result::eof : Result::timeout;
   csp::detail::FrameHeader header;
-  for (;;) {
-    if (!header_done && end_ - begin_ >= csp::detail::frame_header_size) {
-      try {
-        header = csp::detail::decode_frame_header(
-            std::span<const std::byte, csp::detail::frame_header_size>(buffer_.data() + begin_,
-                                                                        csp::detail::frame_header_size),
-            max_payload_);
-      } catch (const TransportError& e) {
-        throw TransportError(std::string(e.what()) + " (at stream offset " + std::to_string(offset_) + ")");
-      }
-      header_done = true;
-      need = csp::detail::frame_header_size + header.length;
-    }
-    if (header_done && end_ - begin_ >= need) {
-      frame.header = header;
-      frame.payload = std::span<const std::byte>(buffer_.data() + begin_ + csp::detail::frame_header_size,
-                                                 header.length);
-      begin_ += need;
-      offset_ += need;
-      return Result::frame;
-    }
-    // Make room for the rest of this frame (and a chunk more when small).
-    if (buffer_.size() - begin_ < need) {
-      if (begin_ != 0) {
-        std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
-        end_ -= begin_;
-        begin_ = 0;
-      }
-      if (buffer_.size() < need) buffer_.resize(std::max(need, kChunk));
-    }
-    if (buffer_.size() == end_) {
-      if (begin_ != 0) {
-        std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
-        end_ -= begin_;
-        begin_ = 0;
-      } else {
-        buffer_.resize(std::max(buffer_.size() * 2, kChunk));
-      }
-    }
-    auto got = stream.read_some(buffer_.data() + end_, buffer_.size() - end_, deadline);
-    if (!got) return Result::timeout;
-    if (*got == 0) {
-      if (end_ == begin_) return Result::eof;
-      throw TransportError("csp: " + stream.describe() + ": the stream ended inside a frame (" +
-                           std::to_string(end_ - begin_) + " of " +
-                           (header_done ? std::to_string(need) : std::string("at least 16")) +
-                           " bytes received, at stream offset " + std::to_string(offset_) + ")");
-    }
-    end_ += *got;
+  try {
+    header = csp::detail::decode_frame_header(
+        std::span<const std::byte, csp::detail::frame_header_size>(buffer_.data() + begin_,
+                                                                    csp::detail::frame_header_size),
+        max_payload_);
+  } catch (const TransportError& e) {
+    throw TransportError(std::string(e.what()) + " (at stream offset " + std::to_string(offset_) + ")");
   }
+  const std::size_t need = csp::detail::frame_header_size + header.length;
+  if (streaming && header.length > kStreamAbove && end_ - begin_ < need) {
+    frame.header = header;
+    frame.payload = std::span<const std::byte>(buffer_.data() + begin_ + csp::detail::frame_header_size,
+                                               end_ - begin_ - csp::detail::frame_header_size);
+    partial_ = header.length;
+    return Result::frame;
+  }
+  // A frame begun must be finished whatever the deadline: the stream cannot
+  // be resynchronised.
+  fill(stream, need, csp::detail::forever, false, nullptr);
+  frame.header = header;
+  frame.payload = std::span<const std::byte>(buffer_.data() + begin_ + csp::detail::frame_header_size, header.length);
+  begin_ += need;
+  offset_ += need;
+  return Result::frame;
+}
+
+std::span<const std::byte> FrameReader::complete(ByteStream& stream) {
+  const std::size_t need = csp::detail::frame_header_size + partial_;
+  fill(stream, need, csp::detail::forever, false, nullptr);
+  auto payload = std::span<const std::byte>(buffer_.data() + begin_ + csp::detail::frame_header_size, partial_);
+  begin_ += need;
+  offset_ += need;
+  partial_ = 0;
+  return payload;
+}
+
+std::span<const std::byte> FrameReader::payload_head(ByteStream& stream, std::size_t n) {
+  n = std::min(n, partial_);
+  fill(stream, csp::detail::frame_header_size + n, csp::detail::forever, false, nullptr);
+  return {buffer_.data() + begin_ + csp::detail::frame_header_size, end_ - begin_ - csp::detail::frame_header_size};
+}
+
+void FrameReader::read_rest(ByteStream& stream, std::size_t offset, void* dest, std::size_t n) {
+  if (offset + n != partial_) throw TransportError("csp: internal: read_rest must end at the payload's end");
+  auto* out = static_cast<std::byte*>(dest);
+  const std::size_t buffered = end_ - begin_ - csp::detail::frame_header_size;
+  std::size_t done = 0;
+  if (buffered > offset) {
+    done = std::min(n, buffered - offset);
+    std::memcpy(out, buffer_.data() + begin_ + csp::detail::frame_header_size + offset, done);
+  }
+  while (done < n) {
+    auto got = stream.read_some(out + done, n - done, csp::detail::forever);
+    if (!got || *got == 0) truncated(stream, csp::detail::frame_header_size + partial_);
+    done += *got;
+  }
+  offset_ += csp::detail::frame_header_size + partial_;
+  begin_ = end_ = 0;
+  partial_ = 0;
 }
 
 // ---- ParkingMutex ----------------------------------------------------------------------
@@ -288,7 +352,8 @@ bool ClientCore::wait_reply(Pending& me, OnReply on_reply, Deadline deadline) {
     if (me.done) {
       unlink(me);
       state_.unlock();
-      on_reply(me.header, me.payload);
+      Payload payload(me.payload);
+      on_reply(me.header, payload);
       return true;
     }
     if (!broken_.empty()) {
@@ -339,7 +404,7 @@ bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
   csp::detail::Frame frame;
   try {
     for (;;) {
-      auto result = reader_.next(*stream_, deadline, frame);
+      auto result = reader_.next(*stream_, deadline, frame, /*streaming=*/true);
       if (result == FrameReader::Result::timeout) {
         std::lock_guard lock(state_);
         unlink(me);
@@ -353,7 +418,9 @@ bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
         // Still the leader while on_reply reads the buffer.
         std::exception_ptr error;
         try {
-          on_reply(h, frame.payload);
+          Payload payload(reader_, *stream_, frame.payload, h.length);
+          on_reply(h, payload);
+          if (reader_.partial()) reader_.complete(*stream_);  // a reply the callback did not read
         } catch (...) {
           error = std::current_exception();
         }
@@ -365,6 +432,8 @@ bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
         if (error) std::rethrow_exception(error);
         return true;
       }
+      std::span<const std::byte> bytes = frame.payload;
+      if (reader_.partial()) bytes = reader_.complete(*stream_);
       Waiter* wake = nullptr;
       bool found = false;
       {
@@ -372,7 +441,7 @@ bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
         for (Pending* p = pending_; p; p = p->next) {
           if (p->seq == h.sequence && !p->done) {
             p->header = h;
-            p->payload.assign(frame.payload.begin(), frame.payload.end());
+            p->payload.assign(bytes.begin(), bytes.end());
             p->done = true;
             wake = std::exchange(p->waiter, nullptr);
             found = true;
@@ -383,7 +452,7 @@ bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
       if (wake && wake->try_select(csp::detail::kWoken)) wake->wake();
       if (!found) {
         if (h.kind == FrameKind::hello_nak)
-          throw TransportError(csp::detail::decode_hello_nak(frame.payload));
+          throw TransportError(csp::detail::decode_hello_nak(bytes));
         throw TransportError("csp: " + peer_ + ": unexpected " + std::string(csp::detail::frame_kind_name(h.kind)) +
                              " frame (sequence " + std::to_string(h.sequence) + ")");
       }
@@ -416,7 +485,7 @@ void ClientCore::close() noexcept {
     }
     if (ok) {
       call([](OutFrame& out, std::uint32_t seq) { build_frame(out, FrameKind::close, seq, 0); },
-           [](const FrameHeader&, std::span<const std::byte>) {});
+           [](const FrameHeader&, Payload&) {});
     }
   } catch (...) {
   }

@@ -172,8 +172,8 @@ Channel<T> Channel<T>::connect(std::string_view address, std::chrono::millisecon
   });
   const bool answered = core->await(
       seq,
-      [&](const FrameHeader& h, std::span<const std::byte> payload) {
-        if (h.kind == FrameKind::hello_nak) throw TransportError(csp::detail::decode_hello_nak(payload));
+      [&](const FrameHeader& h, Payload& payload) {
+        if (h.kind == FrameKind::hello_nak) throw TransportError(csp::detail::decode_hello_nak(payload.all()));
         if (h.kind != FrameKind::hello_ack)
           throw TransportError("csp: " + a.text + " answered the handshake with " +
                                std::string(csp::detail::frame_kind_name(h.kind)));

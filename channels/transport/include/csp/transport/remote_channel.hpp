@@ -50,9 +50,9 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
     Reply reply;
     try {
       core_->call([&](OutFrame& f, std::uint32_t seq) { build_frame(f, FrameKind::read_req, seq, 0, &timeout); },
-                  [&](const FrameHeader& h, std::span<const std::byte> payload) {
+                  [&](const FrameHeader& h, Payload& payload) {
                     reply.take(h, payload, FrameKind::read_data);
-                    if (reply.status == Status::ok) out.emplace(csp::decode_all<T>(payload));
+                    if (reply.status == Status::ok) out.emplace(decode_payload<T>(payload, 0));
                   });
     } catch (const TransportError& e) {
       lost(e.what());
@@ -70,9 +70,7 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
           [&](OutFrame& f, std::uint32_t seq) {
             build_value_frame(f, FrameKind::write, seq, 0, &timeout, value, core_->max_payload());
           },
-          [&](const FrameHeader& h, std::span<const std::byte> payload) {
-            reply.take(h, payload, FrameKind::write_ack);
-          });
+          [&](const FrameHeader& h, Payload& payload) { reply.take(h, payload, FrameKind::write_ack); });
     } catch (const TransportError& e) {
       if (!core_->broken()) throw;  // the value could not be encoded: nothing was sent
       lost(e.what());
@@ -101,7 +99,7 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
     poisoned_.store(true, std::memory_order_release);
     try {
       core_->call([&](OutFrame& f, std::uint32_t seq) { build_frame(f, FrameKind::poison, seq, 0); },
-                  [&](const FrameHeader&, std::span<const std::byte>) {});
+                  [&](const FrameHeader&, Payload&) {});
     } catch (const Error&) {
     }
   }
@@ -115,14 +113,14 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
   struct Reply {
     Status status = Status::error;
     std::string message;
-    void take(const FrameHeader& h, std::span<const std::byte> payload, FrameKind expected) {
+    void take(const FrameHeader& h, Payload& payload, FrameKind expected) {
       if (h.kind != expected)
         throw TransportError("csp: expected " + std::string(csp::detail::frame_kind_name(expected)) + ", got " +
                              std::string(csp::detail::frame_kind_name(h.kind)));
       if (h.flags > static_cast<std::uint8_t>(Status::error))
         throw TransportError("csp: reply with unknown status " + std::to_string(h.flags));
       status = static_cast<Status>(h.flags);
-      if (status == Status::error) message = csp::detail::decode_hello_nak(payload);
+      if (status == Status::error) message = csp::detail::decode_hello_nak(payload.all());
     }
   };
 
@@ -173,7 +171,7 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
         static_cast<std::uint8_t>((side == Side::writer ? kMemberWriter : 0) | (join ? kMemberJoin : 0));
     try {
       core_->call([&](OutFrame& f, std::uint32_t seq) { build_frame(f, FrameKind::retire, seq, flags); },
-                  [&](const FrameHeader&, std::span<const std::byte>) {});
+                  [&](const FrameHeader&, Payload&) {});
     } catch (const TransportError& e) {
       lost(e.what());
     }

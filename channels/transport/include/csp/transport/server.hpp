@@ -160,22 +160,26 @@ class ChannelServer {
 
   Outcome loop(FrameReader& in, csp::detail::Frame& frame) {
     for (;;) {
-      auto r = in.next(*stream_, csp::detail::forever, frame);
+      auto r = in.next(*stream_, csp::detail::forever, frame, /*streaming=*/true);
       if (r == FrameReader::Result::eof) {
         end_reason_ = "csp: " + options_.peer + " closed the connection without CLOSE";
         return Outcome::lost;
       }
       const FrameHeader& h = frame.header;
+      if (in.partial() && h.kind != FrameKind::write)
+        throw TransportError("csp: " + options_.peer + " sent an oversized " +
+                             std::string(csp::detail::frame_kind_name(h.kind)) + " frame");
       switch (h.kind) {
         case FrameKind::write: {
-          ByteReader payload(frame.payload);
+          Payload payload(in, *stream_, frame.payload, h.length);
           Job job;
           job.kind = FrameKind::write;
           job.seq = h.sequence;
-          const std::uint64_t timeout = payload.get_u64();
+          ByteReader prefix(payload.head(8));
+          const std::uint64_t timeout = prefix.get_u64();
           job.deadline = decode_timeout(timeout);
           try {
-            job.value.emplace(csp::decode_all<T>(frame.payload.subspan(8)));
+            job.value.emplace(decode_payload<T>(payload, 8));
           } catch (const TransportError& e) {
             throw TransportError("csp: " + options_.peer + ": bad WRITE: " + e.what());
           }
@@ -183,6 +187,7 @@ class ChannelServer {
           break;
         }
         case FrameKind::read_req: {
+          if (in.partial()) throw TransportError("csp: " + options_.peer + ": oversized READ_REQ");
           ByteReader payload(frame.payload);
           Job job;
           job.kind = FrameKind::read_req;

@@ -41,6 +41,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstring>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -102,24 +103,87 @@ class FunctionRef<R(A...)> {
 };
 
 /// Reads frames from a ByteStream into one reusable buffer.
+///
+/// Large frames can be streamed: next(..., streaming = true) returns a frame
+/// of more than kStreamAbove payload bytes as soon as its header is in, with
+/// `frame.payload` holding only what is buffered so far; the caller then
+/// either completes it (whole payload buffered) or reads the rest straight
+/// into its destination (read_rest), so a big value is copied once, from
+/// the kernel into the value, not twice.
 class FrameReader {
  public:
   enum class Result : std::uint8_t { frame, eof, timeout };
+  static constexpr std::size_t kStreamAbove = 256 * 1024;
   explicit FrameReader(std::uint32_t max_payload) : max_payload_(max_payload) {}
 
-  /// Reads until a whole frame is buffered. `frame` stays valid until the
-  /// next call. eof: the stream ended at a frame boundary. Throws
-  /// TransportError on a malformed header or a stream that ends mid-frame.
-  Result next(ByteStream& stream, Deadline deadline, csp::detail::Frame& frame);
+  /// Reads until a whole frame is buffered (or, streaming, its header). `frame`
+  /// stays valid until the next call. eof: the stream ended at a frame
+  /// boundary. Throws TransportError on a malformed header or a stream that
+  /// ends mid-frame. A partial frame left unconsumed is skipped.
+  Result next(ByteStream& stream, Deadline deadline, csp::detail::Frame& frame, bool streaming = false);
+  /// True while the last frame returned is partial.
+  [[nodiscard]] bool partial() const noexcept { return partial_ != 0; }
+  /// Buffers the rest of a partial frame; returns its whole payload.
+  std::span<const std::byte> complete(ByteStream& stream);
+  /// Buffers at least the first `n` payload bytes of a partial frame.
+  std::span<const std::byte> payload_head(ByteStream& stream, std::size_t n);
+  /// Copies payload bytes [offset, offset + n) of a partial frame into
+  /// `dest`, reading what is not buffered straight from the stream;
+  /// offset + n must be the payload's size. The frame is then consumed.
+  void read_rest(ByteStream& stream, std::size_t offset, void* dest, std::size_t n);
   [[nodiscard]] std::uint32_t max_payload() const noexcept { return max_payload_; }
 
  private:
+  bool fill(ByteStream& stream, std::size_t want, Deadline deadline, bool eof_ok, bool* eof);
+  [[noreturn]] void truncated(ByteStream& stream, std::size_t need) const;
+
   std::vector<std::byte> buffer_;  // [begin_, end_) received, not yet returned
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
   std::uint64_t offset_ = 0;       // stream offset of begin_, for messages
   std::uint32_t max_payload_;
+  std::size_t partial_ = 0;        // payload size of the partial frame at begin_, 0 if none
 };
+
+/// The payload of a reply: whole, or the start of a large one still being
+/// read (see FrameReader). Valid only during the callback it is given to.
+class Payload {
+ public:
+  explicit Payload(std::span<const std::byte> whole) noexcept : bytes_(whole), size_(whole.size()) {}
+  Payload(FrameReader& reader, ByteStream& stream, std::span<const std::byte> buffered, std::size_t size) noexcept
+      : bytes_(buffered), size_(size), reader_(&reader), stream_(&stream) {}
+
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] bool partial() const noexcept { return reader_ && reader_->partial(); }
+  /// The whole payload (buffering the rest of a partial one).
+  std::span<const std::byte> all() {
+    if (partial()) bytes_ = reader_->complete(*stream_);
+    return bytes_;
+  }
+  /// The first `n` bytes.
+  std::span<const std::byte> head(std::size_t n) {
+    if (partial() && bytes_.size() < n) bytes_ = reader_->payload_head(*stream_, n);
+    if (bytes_.size() < n) throw TransportError("csp: payload shorter than its fixed fields");
+    return bytes_.first(n);
+  }
+  /// Bytes [offset, size()) into `dest` (offset + n == size()).
+  void read_rest(std::size_t offset, void* dest, std::size_t n) {
+    if (partial()) return reader_->read_rest(*stream_, offset, dest, n);
+    auto b = bytes_.subspan(offset, n);
+    if (n) std::memcpy(dest, b.data(), n);
+  }
+
+ private:
+  std::span<const std::byte> bytes_;  // what is buffered (all of it when whole)
+  std::size_t size_;                  // the payload's full size
+  FrameReader* reader_ = nullptr;     // set for a payload that may be partial
+  ByteStream* stream_ = nullptr;
+};
+
+/// Decodes the T that fills payload bytes [offset, size()): a large byte
+/// vector or string of a partial frame is read straight into the value.
+template <class T>
+T decode_payload(Payload& payload, std::size_t offset);
 
 /// A mutex that parks the waiting process instead of blocking its worker.
 /// Not recursive; unlock() hands the lock to the first waiter.
@@ -171,7 +235,7 @@ class ClientCore {
   ClientCore& operator=(const ClientCore&) = delete;
 
   using Build = FunctionRef<void(OutFrame&, std::uint32_t)>;
-  using OnReply = FunctionRef<void(const FrameHeader&, std::span<const std::byte>)>;
+  using OnReply = FunctionRef<void(const FrameHeader&, Payload&)>;
 
   /// Builds a request with a fresh sequence (under the send lock), sends it
   /// and waits for its reply; `on_reply` runs while the payload is valid.
@@ -271,6 +335,26 @@ void build_value_frame(OutFrame& out, FrameKind kind, std::uint32_t seq, std::ui
   }
   csp::codec<T>::encode(out.head, value);
   csp::detail::end_frame(out.head, start, max_payload);
+}
+
+template <class T>
+T decode_payload(Payload& payload, std::size_t offset) {
+  if constexpr (wire_detail::bulk_bytes<T>::value) {
+    if (payload.partial()) {
+      using Element = typename T::value_type;
+      auto head = payload.head(offset + 4);
+      const std::size_t count = csp::detail::frame_bytes::load_u32(head.data() + offset);
+      if (offset + 4 + count * sizeof(Element) != payload.size())
+        throw TransportError("csp: malformed input: a value of " + std::to_string(count) + " elements in " +
+                             std::to_string(payload.size() - offset) + " payload bytes (decoding " +
+                             csp::type_name<T>() + ")");
+      T value;
+      value.resize(count);
+      payload.read_rest(offset + 4, value.data(), count * sizeof(Element));
+      return value;
+    }
+  }
+  return csp::decode_all<T>(payload.all().subspan(offset));
 }
 
 }  // namespace csp::transport_detail
