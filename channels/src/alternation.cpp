@@ -11,23 +11,30 @@ namespace {
 class LockSet {
  public:
   void add(ChannelCore* c) {
-    if (std::find(channels_.begin(), channels_.end(), c) == channels_.end()) channels_.push_back(c);
+    ChannelCore** end = data() + size_;
+    if (std::find(data(), end, c) != end) return;
+    if (size_ == inline_.size() && more_.empty()) more_.assign(inline_.begin(), inline_.end());
+    if (!more_.empty()) more_.push_back(c);
+    else inline_[size_] = c;
+    ++size_;
   }
   void sort() {
-    std::sort(channels_.begin(), channels_.end(),
-              [](ChannelCore* a, ChannelCore* b) { return a->id() < b->id(); });
+    std::sort(data(), data() + size_, [](ChannelCore* a, ChannelCore* b) { return a->id() < b->id(); });
   }
   void lock() noexcept {
-    for (ChannelCore* c : channels_) c->lock();
+    for (std::size_t i = 0; i < size_; ++i) data()[i]->lock();
   }
   void unlock() noexcept {
-    for (auto it = channels_.rbegin(); it != channels_.rend(); ++it) (*it)->unlock();
+    for (std::size_t i = size_; i-- > 0;) data()[i]->unlock();
   }
 
  private:
-  // Selects rarely have more than a handful of channels; reserve avoids
-  // reallocation in the common case.
-  std::vector<ChannelCore*> channels_;
+  ChannelCore** data() noexcept { return more_.empty() ? inline_.data() : more_.data(); }
+  // Selects rarely have more than a handful of channels: those need no
+  // allocation (the message path of a select allocates nothing).
+  std::array<ChannelCore*, 16> inline_{};
+  std::vector<ChannelCore*> more_;  // used instead past 16 channels
+  std::size_t size_ = 0;
 };
 
 Selected fire(Guard* g, std::size_t index) {

@@ -448,6 +448,13 @@ Task* Worker::steal_from(Worker& victim) noexcept {
     for (Task* t : stolen) queue_.push_back(t);
     queue_size_.store(queue_.size(), std::memory_order_relaxed);
   }
+  // Work is left over somewhere: pass the wake-up on to another sleeper.
+  for (auto& w : sched_.workers_) {
+    if (w->queue_size_.load(std::memory_order_relaxed) != 0) {
+      sched_.wake_idle_worker(this);
+      break;
+    }
+  }
   return next;
 }
 

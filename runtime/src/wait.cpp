@@ -39,8 +39,9 @@ bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, Deadli
     ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
     return true;
   }
-  auto left = deadline - Clock::now();
-  if (left <= Clock::duration::zero()) return false;
+  auto now = Clock::now();
+  if (deadline <= now) return false;  // also keeps deadline - now from overflowing
+  auto left = deadline - now;
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
   timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
   long r = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, &ts, nullptr, 0);
