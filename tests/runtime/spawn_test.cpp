@@ -190,9 +190,9 @@ class Watchdog {
 };
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr long kJoinRaces = 20000;
+constexpr long kJoinRaces = 10000;
 #else
-constexpr long kJoinRaces = 300000;
+constexpr long kJoinRaces = 150000;
 #endif
 
 TEST(Spawn, JoinRacingTheEndOfTheProcessNeverMissesTheWakeUp) {
