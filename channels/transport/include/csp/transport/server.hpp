@@ -92,10 +92,24 @@ class ChannelServer {
     adopted_[index(end->side())].push_back(std::move(end));
   }
 
-  /// Serves until the connection ends. `hello`: the HELLO already read by
-  /// an acceptor, whose `reader` holds what followed it.
-  Outcome serve(std::optional<csp::detail::Hello> hello = std::nullopt, std::optional<FrameReader> reader = std::nullopt) {
-    FrameReader in = reader ? std::move(*reader) : FrameReader(options_.max_payload);
+  /// Serves until the connection ends; the remote's HELLO comes first.
+  Outcome serve() {
+    FrameReader in(options_.max_payload);
+    return run(std::nullopt, in);
+  }
+  /// Serves a connection whose HELLO an acceptor already read (see
+  /// set_hello_frame); `reader` holds what followed it.
+  Outcome serve(const csp::detail::Hello& hello, FrameReader reader) { return run(hello, reader); }
+
+  /// For an acceptor that read the HELLO frame itself.
+  void set_hello_frame(std::uint8_t flags, std::uint32_t seq) noexcept {
+    hello_flags_ = flags;
+    hello_seq_ = seq;
+  }
+  [[nodiscard]] const std::string& end_reason() const noexcept { return end_reason_; }
+
+ private:
+  Outcome run(std::optional<csp::detail::Hello> hello, FrameReader& in) {
     csp::detail::Frame frame;
     Outcome outcome = Outcome::lost;
     try {
@@ -140,14 +154,6 @@ class ChannelServer {
     return outcome;
   }
 
-  /// For an acceptor that read the HELLO frame itself.
-  void set_hello_frame(std::uint8_t flags, std::uint32_t seq) noexcept {
-    hello_flags_ = flags;
-    hello_seq_ = seq;
-  }
-  [[nodiscard]] const std::string& end_reason() const noexcept { return end_reason_; }
-
- private:
   struct Job {
     FrameKind kind = FrameKind::read_req;  // write or read_req
     std::uint32_t seq = 0;
