@@ -191,6 +191,18 @@ TEST(Scheduler, ShutdownFromInsideAProcessIsAnError) {
   EXPECT_TRUE(threw);
 }
 
+TEST(Scheduler, ShutdownRightAfterAThreadProcessEnds) {
+  // A thread_process's thread may still be leaving (its thread-local
+  // parker unregistering from the runtime) when the Parallel that waited
+  // for it has returned; shutting the runtime down then must not race with
+  // that departure (TSan/ASan check this; a plain build may crash).
+  for (int i = 0; i < 200; ++i) {
+    auto [r] = csp::Parallel(csp::thread_process([] { return 1; }));
+    ASSERT_EQ(r, 1);
+    csp::shutdown();
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Deadlock on a runtime primitive
 
