@@ -61,7 +61,7 @@ TEST(Poison, WakesThreeBlockedReadersInEveryContext) {
         let_others_block();
         target.poison();
       },
-      ready.reader(), std::as_const(ch)));
+      ready.reader(), ch));  // a Channel lvalue as an argument (copied)
   // main is the third reader.
   Outcome main_outcome = reader(ch.reader(), ready.writer());
   EXPECT_EQ(main_outcome, Outcome::poisoned);
@@ -350,7 +350,7 @@ TEST(PoisonPropagation, PoisoningOneChannelShutsDownAFiveStagePipeline) {
                         p.read();
                         victim.poison();
                       },
-                      progress.reader(), std::as_const(c[middle]))
+                      progress.reader(), c[middle])
                       .named("killer"));
     // Parallel returned: every stage ended. Poison is no error.
     EXPECT_GE(consumed.load(), 1000);
