@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -551,6 +552,27 @@ TEST(ShmStream, CloseWakesThisSidesBlockedReader) {
   reader.join();
 }
 
+TEST(ShmStream, GatheredWriteArrivesInOrderAcrossTheRingEnd) {
+  auto [a, b] = csp::transport_detail::make_shm_pair(with_ring(4096));
+  std::vector<unsigned char> big(10000), got(10000 + 3000);
+  fill(big.data(), 0, big.size());
+  std::thread reader([&b = b, &got] { EXPECT_TRUE(read_exact(*b, got.data(), got.size())); });
+  // Parts larger and smaller than the ring, wrapping it several times.
+  const csp::transport_detail::ConstBuffer parts[] = {
+      {big.data(), 3000}, {big.data() + 3000, 7}, {big.data() + 3007, 6993}, {big.data(), 3000}};
+  a->write_all_v(parts, 4);
+  reader.join();
+  EXPECT_EQ(0, std::memcmp(got.data(), big.data(), 10000));
+  EXPECT_EQ(0, std::memcmp(got.data() + 10000, big.data(), 3000));
+}
+
+TEST(ShmStream, FdsListsEveryDescriptorTheStreamKeeps) {
+  auto [a, b] = csp::transport_detail::make_shm_pair();
+  std::vector<int> fds = a->fds();
+  EXPECT_EQ(fds.size(), 5u);  // four eventfds and the lifeline (no epoll set yet)
+  for (int fd : fds) EXPECT_GE(::fcntl(fd, F_GETFD), 0) << fd;
+}
+
 // Both ends in one process, on two threads and on coroutines: the ring's
 // memory ordering is visible to ThreadSanitizer here.
 TEST(ShmStream, PairStreamsBetweenThreadsAndCoroutines) {
@@ -686,6 +708,32 @@ TEST(ShmAddress, AcceptAndConnectTimeOut) {
   t0 = Clock::now();
   EXPECT_EQ(listener.accept(t0 + 30ms), nullptr);
   EXPECT_GE(Clock::now() - t0, 30ms);
+}
+
+TEST(ShmAddress, CloseWakesABlockedAcceptAndRefusesConnections) {
+  const std::string name = unique_name("close");
+  std::unique_ptr<csp::transport_detail::Listener> listener = csp::transport_detail::shm_listen(name);
+  EXPECT_EQ(listener->describe(), "shm://" + name);
+  EXPECT_EQ(listener->fds().size(), 1u);
+  std::atomic<bool> returned{false};
+  std::thread acceptor([&] {
+    EXPECT_EQ(listener->accept(csp::detail::forever), nullptr);
+    returned = true;
+  });
+  std::this_thread::sleep_for(20ms);  // not synchronisation: most likely parked by now
+  listener->close();
+  acceptor.join();
+  EXPECT_TRUE(returned);
+  EXPECT_EQ(csp::transport_detail::shm_connect(name, Clock::now() + 20ms), nullptr);
+  // From a coroutine too, and close() is idempotent.
+  const std::string name2 = unique_name("close2");
+  auto listener2 = csp::transport_detail::shm_listen(name2);
+  csp::Parallel(csp::process([&] { EXPECT_EQ(listener2->accept(csp::detail::forever), nullptr); }),
+                csp::process([&] {
+                  csp::sleep_for(20ms);
+                  listener2->close();
+                  listener2->close();
+                }));
 }
 
 TEST(ShmAddress, ConnectToSomethingElseIsATransportError) {
