@@ -628,26 +628,31 @@ void ShmStream::release_read() noexcept {
 }
 
 ShmStream::Wait ShmStream::wait_for_data(Deadline deadline) {
-  const auto start = csp::detail::Clock::now();
-  const bool coroutine = csp::detail::in_coroutine();
+  // When the wait began; read lazily (after the first 16 polls) for an
+  // unbounded wait, so an answer that comes quickly costs no clock read.
+  csp::detail::Clock::time_point start{};
+  std::int64_t limit = read_spin_.next_limit_ns();
+  if (deadline != csp::detail::forever) {
+    start = csp::detail::Clock::now();
+    if (deadline <= start) limit = 0;
+  }
   // Spin: the peer is probably about to write.
-  if (deadline > start) {
-    const std::int64_t limit = read_spin_.next_limit_ns();
-    for (unsigned i = 1; limit > 0; ++i) {
-      if (in_->head.load(std::memory_order_relaxed) != in_tail_) {
-        read_spin_.learn(ns_between(start, csp::detail::Clock::now()));
-        return Wait::ready;
-      }
-      if (in_->writer_closed.load(std::memory_order_relaxed) != 0 || closed_.load(std::memory_order_relaxed))
-        break;
-      cpu_relax();
-      if (i % 16 == 0) {
-        const auto now = csp::detail::Clock::now();
-        if (ns_between(start, now) >= limit || now >= deadline) break;
-        if (coroutine && i % 64 == 0) csp::yield();  // let this worker's other processes run
-      }
+  for (unsigned i = 1; limit > 0; ++i) {
+    if (in_->head.load(std::memory_order_relaxed) != in_tail_) {
+      read_spin_.learn(0);  // caught within the bound
+      return Wait::ready;
+    }
+    if (in_->writer_closed.load(std::memory_order_relaxed) != 0 || closed_.load(std::memory_order_relaxed))
+      break;
+    cpu_relax();
+    if (i % 16 == 0) {
+      const auto now = csp::detail::Clock::now();
+      if (start == csp::detail::Clock::time_point{}) start = now;
+      if (ns_between(start, now) >= limit || now >= deadline) break;
+      if (i % 64 == 0 && csp::detail::in_coroutine()) csp::yield();  // let this worker's other processes run
     }
   }
+  if (start == csp::detail::Clock::time_point{}) start = csp::detail::Clock::now();
   // Park: announce, re-check, sleep on the eventfd and the lifeline.
   for (;;) {
     // SYNC POINT (Dekker) with the head store and flag load in the peer's
@@ -683,8 +688,7 @@ ShmStream::Wait ShmStream::wait_for_data(Deadline deadline) {
 }
 
 ShmStream::Wait ShmStream::wait_for_space(std::uint64_t wanted) {
-  const auto start = csp::detail::Clock::now();
-  const bool coroutine = csp::detail::in_coroutine();
+  csp::detail::Clock::time_point start{};  // read lazily, as in wait_for_data
   auto has_space = [&](std::uint64_t need) {
     // SYNC POINT with the tail store in the peer's read_some (seq_cst for
     // the Dekker pairing below).
@@ -694,17 +698,20 @@ ShmStream::Wait ShmStream::wait_for_space(std::uint64_t wanted) {
   const std::int64_t limit = write_spin_.next_limit_ns();
   for (unsigned i = 1; limit > 0; ++i) {
     if (has_space(1)) {
-      write_spin_.learn(ns_between(start, csp::detail::Clock::now()));
+      write_spin_.learn(0);  // caught within the bound
       return Wait::ready;
     }
     if (out_->reader_closed.load(std::memory_order_relaxed) != 0 || closed_.load(std::memory_order_relaxed))
       break;
     cpu_relax();
     if (i % 16 == 0) {
-      if (ns_between(start, csp::detail::Clock::now()) >= limit) break;
-      if (coroutine && i % 64 == 0) csp::yield();
+      const auto now = csp::detail::Clock::now();
+      if (start == csp::detail::Clock::time_point{}) start = now;
+      if (ns_between(start, now) >= limit) break;
+      if (i % 64 == 0 && csp::detail::in_coroutine()) csp::yield();
     }
   }
+  if (start == csp::detail::Clock::time_point{}) start = csp::detail::Clock::now();
   for (;;) {
     out_->space_wanted.store(wanted, std::memory_order_relaxed);
     // SYNC POINT (Dekker) with the tail store and flag load in the peer's
