@@ -249,7 +249,7 @@ void Worker::push(Task* task) noexcept {
     make_busy();
     notify();
   }
-  if (size >= 2) sched_.wake_idle_worker(this);  // a backlog: let a sleeping worker come and steal
+  if (size >= 2) sched_.wake_idle_worker(this, size - 1);  // a backlog: let sleeping workers come and steal
 }
 
 std::size_t Worker::steal_into(std::vector<Task*>& out) noexcept {
@@ -424,6 +424,14 @@ void Worker::run() {
       continue;
     }
     int timeout = run_timers();
+    // Work queued elsewhere that we did not steal yet (its owner made
+    // progress while we looked, or this thread was descheduled): nap, not sleep.
+    for (auto& other : sched_.workers_) {
+      if (other.get() != this && other->queue_size_.load(std::memory_order_relaxed) != 0) {
+        timeout = timeout < 0 ? 1 : std::min(timeout, 1);
+        break;
+      }
+    }
     sched_.sleeping_workers_.fetch_add(1);
     idle_counted_.store(true, std::memory_order_release);
     sched_.live_add(-1);  // may find a deadlock and wake its victims onto this worker
@@ -514,12 +522,13 @@ void Scheduler::launch(Task* task) noexcept {
   w->push(task);
 }
 
-void Scheduler::wake_idle_worker(Worker* busy) noexcept {
+void Scheduler::wake_idle_worker(Worker* busy, std::size_t count) noexcept {
   if (sleeping_workers_.load(std::memory_order_relaxed) == 0) return;
   for (auto& w : workers_) {
+    if (count == 0) return;
     if (w.get() != busy && w->sleeping_.load(std::memory_order_relaxed)) {
       w->notify();
-      return;
+      --count;
     }
   }
 }
@@ -699,6 +708,7 @@ void start(std::unique_ptr<ProcessBody> body, Latch* latch, Placement placement)
   if (placement == Placement::thread) {
     std::string name = body->name_;
     s.live_.fetch_add(1, std::memory_order_acq_rel);  // counted from now: it will run
+    s.threads_running_.fetch_add(1, std::memory_order_relaxed);
     std::thread([&s, body = std::move(body), latch]() mutable {
       ThreadParker* self = thread_parker();
       s.live_.fetch_sub(1, std::memory_order_acq_rel);  // thread_parker() counted us again
@@ -711,6 +721,12 @@ void start(std::unique_ptr<ProcessBody> body, Latch* latch, Placement placement)
       }
       self->spawned_.clear();
       if (latch) latch->arrive(std::move(error));
+      // The joiner may now shut the runtime down: shutdown() waits for
+      // threads_running_ to drop, so `s` stays valid until our last touch.
+      self->registered_with_ = nullptr;  // this thread's exit leaves `s` alone
+      s.registry_remove(self);
+      s.live_add(-1);
+      s.threads_running_.fetch_sub(1, std::memory_order_release);
     }).detach();
     return;
   }
@@ -766,6 +782,8 @@ void shutdown() {
       self->registered_with_ = nullptr;
     }
   }
+  // thread_process threads touch the scheduler until just before they exit.
+  while (s->threads_running_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   std::lock_guard lock(detail::g_sched_mutex);
   s->stop();
   detail::g_sched.store(nullptr);

@@ -211,7 +211,7 @@ struct Scheduler {
   /// Puts a new task on a worker and makes it runnable.
   void launch(Task* task) noexcept;
   /// Wakes a sleeping worker other than `busy` so it can steal (work was queued).
-  void wake_idle_worker(Worker* busy) noexcept;
+  void wake_idle_worker(Worker* busy, std::size_t count = 1) noexcept;
 
   void live_add(std::int64_t delta) noexcept {
     if (live_.fetch_add(delta, std::memory_order_acq_rel) + delta == 0) check_deadlock();
@@ -225,6 +225,7 @@ struct Scheduler {
   std::atomic<std::int64_t> live_{0};
   std::atomic<unsigned> next_worker_{0};     // round-robin for launches from threads
   std::atomic<unsigned> sleeping_workers_{0};
+  std::atomic<unsigned> threads_running_{0};  // thread_process threads not yet done with this scheduler
   std::mutex registry_mutex_;                // guards the registry list
   Parker* registry_head_ = nullptr;
   std::uint64_t generation_ = 0;             // distinguishes runtimes across shutdown/fork
