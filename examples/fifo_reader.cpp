@@ -13,8 +13,13 @@
 // over it; Channel<T>::connect joins it from any program on the host. The
 // FIFO carries typed, whole messages (f.read() on a raw FIFO returns
 // whatever bytes happen to be there), and any number of writers can
-// connect, each over its own pair of FIFOs. The FIFO is removed when the
-// program ends.
+// connect, each over its own pair of FIFOs.
+//
+// While hosted, the channel stays open for new writers (the hosting is a
+// member of both sides). Like the seed's reader, which reads one writer's
+// data until it closes, this one stops taking new writers after the first
+// message (csp::unhost, which also removes the FIFO); once that writer
+// closes its end, the writer side has retired and the loop ends.
 #include <csp/csp.hpp>
 #include <cstdio>
 #include <string>
@@ -25,8 +30,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto fifo = csp::Channel<std::string>::host(argv[1]);
-  std::puts("reader: FIFO made, waiting for a writer");
+  std::printf("reader: FIFO made, waiting for a writer at %s\n", argv[1]);
   std::fflush(stdout);
-  for (const std::string& message : fifo.reader()) std::printf("reader: %s\n", message.c_str());
+  bool first = true;
+  for (const std::string& message : fifo.reader()) {
+    if (first) csp::unhost(argv[1]);  // this writer only
+    first = false;
+    std::printf("reader: %s\n", message.c_str());
+  }
   std::puts("reader: the writer closed its end");
 }
