@@ -102,7 +102,9 @@ TEST(OsProcess, ChannelForcesItsTransport) {
   csp::Channel<int> forced{csp::transport::pipe};
   csp::Channel<int> defaulted;
   auto count = [](csp::Writer<int>) { return pipes_and_sockets(); };
-  auto [with_pipe, with_tcp] = csp::Parallel(csp::os_process(count, forced.writer()),
+  // One after the other: a child forked while the other's link is open
+  // would also see (and count) that link's fds.
+  auto [with_pipe, with_tcp] = csp::Sequence(csp::os_process(count, forced.writer()),
                                              csp::os_process(count, defaulted.writer()));
   csp::transport_detail::set_default_link_kind(std::nullopt);
   // Each child also has the write end of its status pipe.
