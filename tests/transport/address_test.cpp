@@ -131,6 +131,7 @@ TEST_P(Address, HostWritesClientsReadAndRetireEndsTheLoop) {
 }
 
 TEST_P(Address, ConnectRetriesUntilTheHostIsUp) {
+  CSP_SKIP_IF_CHILD_STARTS_THREADS();
   const std::string address = fresh_address(GetParam());
   if (GetParam() == Scheme::tcp) GTEST_SKIP() << "needs a fixed port; covered by unix, pipe and shm";
   csp::Channel<int> ready;

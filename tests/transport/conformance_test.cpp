@@ -303,6 +303,7 @@ TEST_P(Conformance, ManyWritersManyReadersAcrossProcesses) {
 
 // A child selects over input guards; the parent writes to one channel at a time.
 TEST_P(Conformance, ChildSelectsInputs) {
+  CSP_SKIP_IF_CHILD_STARTS_THREADS();
   csp::Channel<int> a, b;
   auto child = [](csp::Reader<int> ra, csp::Reader<int> rb) {
     int sum = 0;
@@ -326,6 +327,7 @@ TEST_P(Conformance, ChildSelectsInputs) {
 // A child's output guard against the parent's input guards and back: every
 // value offered is delivered once or not at all.
 TEST_P(Conformance, OutputGuardsAgainstInputGuards) {
+  CSP_SKIP_IF_CHILD_STARTS_THREADS();
   csp::Channel<int> to_parent, to_child;
   constexpr int kRounds = 100;
   auto child = [](csp::Writer<int> out, csp::Reader<int> in) {
@@ -354,6 +356,7 @@ TEST_P(Conformance, OutputGuardsAgainstInputGuards) {
 
 // Two remote selects meet (both channels' home is the parent).
 TEST_P(Conformance, SelectsInTwoChildrenMeet) {
+  CSP_SKIP_IF_CHILD_STARTS_THREADS();
   csp::Channel<int> a, b;
   constexpr int kRounds = 30;
   auto offerer = [](csp::Writer<int> wa, csp::Writer<int> wb) {
@@ -371,6 +374,7 @@ TEST_P(Conformance, SelectsInTwoChildrenMeet) {
 }
 
 TEST_P(Conformance, SelectTimeoutAndPoisonInChild) {
+  CSP_SKIP_IF_CHILD_STARTS_THREADS();
   csp::Channel<int> a;
   csp::Channel<int> ready;
   auto child = [](csp::Reader<int> ra, csp::Writer<int> signal) {
@@ -408,6 +412,7 @@ TEST_P(Conformance, ChannelArgumentMakesEndsInTheChild) {
 
 // Nested: a child's argument end passed on to a grandchild.
 TEST_P(Conformance, GrandchildReachesTheHomeThroughItsParent) {
+  CSP_SKIP_IF_CHILD_STARTS_THREADS();
   csp::Channel<int> ch;
   auto child = [](csp::Writer<int> out) {
     csp::Parallel(csp::os_process([](csp::Writer<int> o) { for (int i = 0; i < 20; ++i) o.write(i); }, out));

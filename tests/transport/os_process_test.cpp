@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "transport_test_util.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -182,6 +184,7 @@ TEST(OsProcess, ValueLargerThanTheAddressFrameLimit) {
 }
 
 TEST(OsProcess, ChildWithItsOwnProcessesAndSelects) {
+  CSP_SKIP_IF_CHILD_STARTS_THREADS();
   csp::Channel<int> a, b, out;
   auto child = [](csp::Reader<int> ra, csp::Reader<int> rb, csp::Writer<int> w) {
     // A network inside the child: two relays into one select.

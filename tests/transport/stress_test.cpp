@@ -109,6 +109,7 @@ constexpr int kRounds = 1000;
 // Two children offer on two channels with output-guard selects; the parent
 // takes with an input-guard select. Every value arrives exactly once.
 TEST(Stress, ChildOutputGuardsAgainstParentInputGuards) {
+  CSP_SKIP_IF_CHILD_STARTS_THREADS();
   csp::Channel<int> c1{"c1"}, c2{"c2"};
   auto offerer = [](csp::Writer<int> w1, csp::Writer<int> w2, int tag) {
     int first = 0;
@@ -137,6 +138,7 @@ TEST(Stress, ChildOutputGuardsAgainstParentInputGuards) {
 
 // The parent offers with output guards; two children take with input guards.
 TEST(Stress, ParentOutputGuardsAgainstChildInputGuards) {
+  CSP_SKIP_IF_CHILD_STARTS_THREADS();
   csp::Channel<int> c1{"c1"}, c2{"c2"};
   auto taker = [](csp::Reader<int> r1, csp::Reader<int> r2) {
     std::vector<int> got;
@@ -162,6 +164,7 @@ TEST(Stress, ParentOutputGuardsAgainstChildInputGuards) {
 
 // Both sides remote: the home (this process) only relays.
 TEST(Stress, SelectsInTwoChildrenAgainstEachOther) {
+  CSP_SKIP_IF_CHILD_STARTS_THREADS();
   csp::Channel<int> c1{"c1"}, c2{"c2"};
   auto offerer = [](csp::Writer<int> w1, csp::Writer<int> w2) {
     for (int i = 0; i < kRounds; ++i) csp::AltSelect(csp::output(w1, i), csp::output(w2, i));

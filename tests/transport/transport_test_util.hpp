@@ -17,6 +17,19 @@
 extern "C" const char* __tsan_default_options() { return "die_after_fork=0"; }
 #endif
 
+/// Skips a test whose os_process children start threads (a select's
+/// back-off sleep, connect retries, Parallel inside a child) in a TSan build:
+/// TSan cannot follow threads started after a multi-threaded fork (the child
+/// reuses the parent threads' stacks and TSan reports "dup thread"). The
+/// parent side of these tests is checked by TSan in the others, the
+/// children by the ASan build.
+#if defined(CSP_TSAN)
+#define CSP_SKIP_IF_CHILD_STARTS_THREADS() \
+  GTEST_SKIP() << "TSan cannot follow threads started in a child of a multi-threaded fork"
+#else
+#define CSP_SKIP_IF_CHILD_STARTS_THREADS() (void)0
+#endif
+
 namespace csp_test {
 
 using csp::transport_detail::LinkKind;
