@@ -390,8 +390,12 @@ void Worker::run() {
     Task* stolen = nullptr;
     bool found = false;
     auto now = Clock::now();
-    // No blind spin while this worker waits for fds: their readiness shows only in epoll_wait.
-    const auto until = fd_count_.load(std::memory_order_relaxed) != 0 ? now : now + spin;
+    // No spin while any worker waits for fds: the wake-up comes from another
+    // OS process, which needs the CPU a spin would take (and an fd's
+    // readiness shows only in its worker's epoll_wait anyway).
+    bool fd_waits = false;
+    for (auto& w : sched_.workers_) fd_waits = fd_waits || w->fd_count_.load(std::memory_order_relaxed) != 0;
+    const auto until = fd_waits ? now : now + spin;
     auto next_look = now + patience;
     for (std::size_t v = 0; v < seen.size(); ++v) seen[v] = sched_.workers_[v]->dequeues_.load(std::memory_order_relaxed);
     while (now < until && !found) {
