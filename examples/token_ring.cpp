@@ -20,6 +20,10 @@
 // ThreadSanitizer keeps a large shadow state per fiber and runs out of
 // memory long before 100,000 of them: a smaller ring in TSan builds.
 constexpr int kProcesses = 2000;
+#elif defined(__SANITIZE_ADDRESS__)
+// AddressSanitizer makes each stack costlier to set up: 10,000 keep the
+// run short.
+constexpr int kProcesses = 10000;
 #else
 constexpr int kProcesses = 100000;
 #endif
