@@ -214,6 +214,11 @@ void Worker::poll_due() noexcept {
 }
 
 __attribute__((always_inline)) inline Task* Worker::pick_next() noexcept {
+#if defined(CSP_ASAN)
+  // A fork is waiting for this worker: go back to the loop, which waits.
+  if (sched_.fork_gate_.load(std::memory_order_relaxed) != 0) [[unlikely]]
+    return nullptr;
+#endif
   Task* next = runnext_.load(std::memory_order_relaxed);
   if (next && runnext_streak_ < 64) {
     ++runnext_streak_;
@@ -366,6 +371,18 @@ void Worker::poll_fds(int timeout_ms) noexcept {
   }
 }
 
+#if defined(CSP_ASAN)
+namespace {
+/// A worker (or a second forker) waits here, holding no lock, while another
+/// worker forks.
+void wait_at_fork_gate(Scheduler& s) noexcept {
+  s.fork_parked_.fetch_add(1, std::memory_order_acq_rel);
+  while (s.fork_gate_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  s.fork_parked_.fetch_sub(1, std::memory_order_acq_rel);
+}
+}  // namespace
+#endif
+
 void Worker::run() {
   t_worker = this;
 #if defined(CSP_TSAN)
@@ -379,6 +396,12 @@ void Worker::run() {
   const auto patience = std::chrono::microseconds(5);
   std::vector<std::uint64_t> seen(sched_.workers_.size());
   while (!stop_.load(std::memory_order_acquire)) {
+#if defined(CSP_ASAN)
+    if (sched_.fork_gate_.load(std::memory_order_acquire) != 0) [[unlikely]] {
+      wait_at_fork_gate(sched_);
+      continue;
+    }
+#endif
     if (Task* next = pick_next()) {
       switch_to(this, nullptr, next);
       continue;
@@ -401,7 +424,8 @@ void Worker::run() {
     while (now < until && !found) {
       for (int i = 0; i < 32; ++i) __builtin_ia32_pause();
       if (queue_size_.load(std::memory_order_relaxed) || runnext_.load(std::memory_order_relaxed) ||
-          timer_count_.load(std::memory_order_relaxed) || stop_.load(std::memory_order_relaxed)) {
+          timer_count_.load(std::memory_order_relaxed) || stop_.load(std::memory_order_relaxed) ||
+          sched_.fork_gate_.load(std::memory_order_relaxed)) {
         found = true;
         break;
       }
@@ -423,7 +447,7 @@ void Worker::run() {
     }
     if (found) continue;
     sleeping_.store(true, std::memory_order_seq_cst);
-    if (queue_size_.load(std::memory_order_seq_cst) != 0 || stop_.load()) {
+    if (queue_size_.load(std::memory_order_seq_cst) != 0 || stop_.load() || sched_.fork_gate_.load()) {
       sleeping_.store(false, std::memory_order_relaxed);
       continue;
     }
@@ -835,6 +859,31 @@ void yield() {
 }
 
 namespace detail {
+void quiesce_for_fork() noexcept {
+#if defined(CSP_ASAN)
+  Scheduler* s = scheduler_if_running();
+  if (!s) return;
+  Worker* self = current_worker();
+  std::uint32_t open = 0;
+  while (!s->fork_gate_.compare_exchange_weak(open, 1, std::memory_order_acq_rel)) {
+    open = 0;
+    wait_at_fork_gate(*s);  // another worker forks first
+  }
+  for (auto& w : s->workers_)
+    if (w.get() != self) w->notify();
+  const unsigned others = static_cast<unsigned>(s->workers_.size()) - (self ? 1 : 0);
+  const auto give_up = Clock::now() + std::chrono::seconds(1);  // a worker stuck in a long task
+  while (s->fork_parked_.load(std::memory_order_acquire) < others && Clock::now() < give_up)
+    std::this_thread::yield();
+#endif
+}
+
+void resume_after_fork() noexcept {
+#if defined(CSP_ASAN)
+  if (Scheduler* s = scheduler_if_running()) s->fork_gate_.store(0, std::memory_order_release);
+#endif
+}
+
 void reset_after_fork() noexcept {
   t_worker = nullptr;
   new (&g_sched_mutex) std::mutex;

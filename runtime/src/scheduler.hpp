@@ -229,6 +229,11 @@ struct Scheduler {
   std::mutex registry_mutex_;                // guards the registry list
   Parker* registry_head_ = nullptr;
   std::uint64_t generation_ = 0;             // distinguishes runtimes across shutdown/fork
+  // The fork gate (ASan builds, see quiesce_for_fork): closed while one
+  // worker forks; the other workers wait at their switch point and count
+  // themselves in fork_parked_.
+  std::atomic<std::uint32_t> fork_gate_{0};
+  std::atomic<unsigned> fork_parked_{0};
 };
 
 inline constexpr std::int64_t kSource = std::int64_t{1} << 32;

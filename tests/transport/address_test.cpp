@@ -71,8 +71,11 @@ class Address : public ::testing::TestWithParam<Scheme> {
   void SetUp() override { tmp_before_ = csp_test::list_dir("/tmp"); }
   void TearDown() override {
     for (const auto& a : hosted_) csp::unhost(a);
+    // Only this test program's names (csp-test-PID-N): the same suite may
+    // run concurrently under another worker count.
+    const std::string mine = "csp-test-" + std::to_string(::getpid()) + "-";
     for (const auto& name : csp_test::list_dir("/tmp"))
-      if (name.rfind("csp-test-", 0) == 0) {
+      if (name.rfind(mine, 0) == 0) {
         EXPECT_TRUE(tmp_before_.count(name)) << "left in /tmp: " << name;
       }
   }

@@ -57,11 +57,13 @@ pid_t fork_child(ForkedChild& child) {
   track_fd(fds[1]);
   std::fflush(nullptr);  // else the child would print the parent's buffered output again
   const pid_t parent = ::getpid();
+  csp::detail::quiesce_for_fork();
   lock_fds_for_fork();
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int e = errno;
     unlock_fds_after_fork();
+    csp::detail::resume_after_fork();
     close_tracked(fds[0]);
     close_tracked(fds[1]);
     errno = e;
@@ -83,6 +85,7 @@ pid_t fork_child(ForkedChild& child) {
   }
   t_last_forked = pid;
   unlock_fds_after_fork();
+  csp::detail::resume_after_fork();
   close_tracked(fds[1]);
   int flags = ::fcntl(fds[0], F_GETFL);
   ::fcntl(fds[0], F_SETFL, flags | O_NONBLOCK);
