@@ -214,7 +214,7 @@ void Worker::poll_due() noexcept {
 }
 
 __attribute__((always_inline)) inline Task* Worker::pick_next() noexcept {
-#if defined(CSP_ASAN)
+#if defined(CSP_FORK_GATE)
   // A fork is waiting for this worker: go back to the loop, which waits.
   if (sched_.fork_gate_.load(std::memory_order_relaxed) != 0) [[unlikely]]
     return nullptr;
@@ -252,7 +252,10 @@ void Worker::push(Task* task) noexcept {
   }
   if (t_worker != this) {  // no switch here: a plain TLS read is safe
     make_busy();
-    notify();
+    // From a thread (main, a thread_process): if the owner is busy, the
+    // task may wait behind a process that never parks; wake an idle worker,
+    // which steals it if the owner makes no progress.
+    if (!notify() && size == 1 && !spinning_.load(std::memory_order_relaxed)) sched_.wake_idle_worker(this, 1);
   }
   if (size >= 2) sched_.wake_idle_worker(this, size - 1);  // a backlog: let sleeping workers come and steal
 }
@@ -268,13 +271,17 @@ std::size_t Worker::steal_into(std::vector<Task*>& out) noexcept {
   return n;
 }
 
-void Worker::notify() noexcept {
+bool Worker::notify() noexcept {
   // SYNC POINT: seq_cst pairs with the store of sleeping_ in run() (Dekker:
   // the worker sets sleeping_ then re-checks its queue; we queue then read sleeping_).
-  if (sleeping_.load(std::memory_order_seq_cst)) {
+  // Whoever turns sleeping_ back to false owns the wake-up: two wakers never
+  // count the same sleeper (wake_idle_worker would then leave another asleep).
+  if (sleeping_.load(std::memory_order_seq_cst) && sleeping_.exchange(false, std::memory_order_acq_rel)) {
     std::uint64_t one = 1;
     [[maybe_unused]] auto r = ::write(event_fd_, &one, sizeof one);
+    return true;
   }
+  return false;
 }
 
 void Worker::make_busy() noexcept {
@@ -371,7 +378,7 @@ void Worker::poll_fds(int timeout_ms) noexcept {
   }
 }
 
-#if defined(CSP_ASAN)
+#if defined(CSP_FORK_GATE)
 namespace {
 /// A worker (or a second forker) waits here, holding no lock, while another
 /// worker forks.
@@ -395,8 +402,22 @@ void Worker::run() {
   // hand-off into a cross-core wake-up.
   const auto patience = std::chrono::microseconds(5);
   std::vector<std::uint64_t> seen(sched_.workers_.size());
+  // Each victim's dequeue count when this worker last looked; after a sleep
+  // the look is at least a nap old, so the first look may steal at once.
+  bool slept = false;
+  const auto look = [&] {
+    Task* stolen = nullptr;
+    for (std::size_t k = 1; k < seen.size() && !stolen; ++k) {
+      std::size_t v = (index_ + k) % seen.size();
+      Worker& victim = *sched_.workers_[v];
+      std::uint64_t d = victim.dequeues_.load(std::memory_order_relaxed);
+      if (victim.queue_size_.load(std::memory_order_relaxed) != 0 && d == seen[v]) stolen = steal_from(victim);
+      seen[v] = d;
+    }
+    return stolen;
+  };
   while (!stop_.load(std::memory_order_acquire)) {
-#if defined(CSP_ASAN)
+#if defined(CSP_FORK_GATE)
     if (sched_.fork_gate_.load(std::memory_order_acquire) != 0) [[unlikely]] {
       wait_at_fork_gate(sched_);
       continue;
@@ -420,7 +441,14 @@ void Worker::run() {
     for (auto& w : sched_.workers_) fd_waits = fd_waits || w->fd_count_.load(std::memory_order_relaxed) != 0;
     const auto until = fd_waits ? now : now + spin;
     auto next_look = now + patience;
-    for (std::size_t v = 0; v < seen.size(); ++v) seen[v] = sched_.workers_[v]->dequeues_.load(std::memory_order_relaxed);
+    spinning_.store(true, std::memory_order_relaxed);
+    if (slept) {
+      stolen = look();
+      found = stolen != nullptr;
+    } else {
+      for (std::size_t v = 0; v < seen.size(); ++v) seen[v] = sched_.workers_[v]->dequeues_.load(std::memory_order_relaxed);
+    }
+    slept = false;
     while (now < until && !found) {
       for (int i = 0; i < 32; ++i) __builtin_ia32_pause();
       if (queue_size_.load(std::memory_order_relaxed) || runnext_.load(std::memory_order_relaxed) ||
@@ -432,39 +460,46 @@ void Worker::run() {
       now = Clock::now();
       if (now < next_look) continue;
       next_look = now + patience;
-      for (std::size_t k = 1; k < seen.size() && !stolen; ++k) {
-        std::size_t v = (index_ + k) % seen.size();
-        Worker& victim = *sched_.workers_[v];
-        std::uint64_t d = victim.dequeues_.load(std::memory_order_relaxed);
-        if (victim.queue_size_.load(std::memory_order_relaxed) != 0 && d == seen[v]) stolen = steal_from(victim);
-        seen[v] = d;
-      }
+      stolen = look();
       found = stolen != nullptr;
     }
+    spinning_.store(false, std::memory_order_relaxed);
     if (stolen) {
       switch_to(this, nullptr, stolen);
       continue;
     }
     if (found) continue;
+    // SYNC POINT: sleeping_ and an increment of sleeping_workers_, then
+    // loads of the queues. A worker that queues a backlog then reads
+    // sleeping_workers_ by a read-modify-write (wake_idle_worker): either it
+    // sees us and wakes us, or we see its backlog below and only nap.
     sleeping_.store(true, std::memory_order_seq_cst);
+    sched_.sleeping_workers_.fetch_add(1, std::memory_order_seq_cst);
     if (queue_size_.load(std::memory_order_seq_cst) != 0 || stop_.load() || sched_.fork_gate_.load()) {
+      sched_.sleeping_workers_.fetch_sub(1);
       sleeping_.store(false, std::memory_order_relaxed);
       continue;
     }
     int timeout = run_timers();
     // Work queued elsewhere that we did not steal yet (its owner made
     // progress while we looked, or this thread was descheduled): nap, not sleep.
+    // While another worker runs, sleep at most kBusyNapMs: a process queued
+    // behind a process that never parks wakes nobody (one queued task is
+    // left to its own worker), and the look after the nap steals it.
+    constexpr int kBusyNapMs = 2;
     for (auto& other : sched_.workers_) {
-      if (other.get() != this && other->queue_size_.load(std::memory_order_relaxed) != 0) {
+      if (other.get() == this) continue;
+      if (other->queue_size_.load(std::memory_order_seq_cst) != 0) {
         timeout = timeout < 0 ? 1 : std::min(timeout, 1);
         break;
       }
+      if (!other->sleeping_.load(std::memory_order_relaxed)) timeout = timeout < 0 ? kBusyNapMs : std::min(timeout, kBusyNapMs);
     }
-    sched_.sleeping_workers_.fetch_add(1);
     idle_counted_.store(true, std::memory_order_release);
     sched_.live_add(-1);  // may find a deadlock and wake its victims onto this worker
     if (runnext_.load(std::memory_order_relaxed) == nullptr && queue_size_.load(std::memory_order_seq_cst) == 0)
       poll_fds(timeout);
+    slept = true;
     sched_.sleeping_workers_.fetch_sub(1);
     sleeping_.store(false, std::memory_order_relaxed);
     make_busy();
@@ -551,13 +586,13 @@ void Scheduler::launch(Task* task) noexcept {
 }
 
 void Scheduler::wake_idle_worker(Worker* busy, std::size_t count) noexcept {
-  if (sleeping_workers_.load(std::memory_order_relaxed) == 0) return;
+  // SYNC POINT: a read-modify-write, not a load: it is ordered after the
+  // caller's queue store and against a sleeper's increment in run(), so
+  // either we see the sleeper or the sleeper sees our backlog.
+  if (sleeping_workers_.fetch_add(0, std::memory_order_acq_rel) == 0) return;
   for (auto& w : workers_) {
     if (count == 0) return;
-    if (w.get() != busy && w->sleeping_.load(std::memory_order_relaxed)) {
-      w->notify();
-      --count;
-    }
+    if (w.get() != busy && w->notify()) --count;
   }
 }
 
@@ -860,7 +895,7 @@ void yield() {
 
 namespace detail {
 void quiesce_for_fork() noexcept {
-#if defined(CSP_ASAN)
+#if defined(CSP_FORK_GATE)
   Scheduler* s = scheduler_if_running();
   if (!s) return;
   Worker* self = current_worker();
@@ -879,7 +914,7 @@ void quiesce_for_fork() noexcept {
 }
 
 void resume_after_fork() noexcept {
-#if defined(CSP_ASAN)
+#if defined(CSP_FORK_GATE)
   if (Scheduler* s = scheduler_if_running()) s->fork_gate_.store(0, std::memory_order_release);
 #endif
 }

@@ -39,6 +39,14 @@
 
 #include "stack.hpp"
 
+// The sanitizers' allocators in GCC 12 take no lock around fork(2): a child
+// forked while another thread allocates inherits a held lock and hangs at
+// its first `new`. In those builds a fork first stops the other workers at a
+// switch point (quiesce_for_fork). glibc's malloc needs no such gate.
+#if defined(CSP_ASAN) || defined(CSP_TSAN)
+#define CSP_FORK_GATE 1
+#endif
+
 namespace csp::detail {
 
 class Worker;
@@ -153,8 +161,9 @@ class Worker {
   std::size_t steal_into(std::vector<Task*>& out) noexcept;
   /// Steals half of `victim`'s queue; returns one to run (others queued here).
   Task* steal_from(Worker& victim) noexcept;
-  /// Wakes the worker if it sleeps in epoll.
-  void notify() noexcept;
+  /// Wakes the worker if it sleeps in epoll; false if it did not sleep or
+  /// another waker already woke it.
+  bool notify() noexcept;
   /// Counts the worker busy again if it had counted itself out.
   void make_busy() noexcept;
 
@@ -180,6 +189,7 @@ class Worker {
   std::atomic<std::size_t> queue_size_{0};
   std::atomic<std::uint64_t> dequeues_{0};   // tasks taken from queue_ by the owner (thieves watch progress)
   std::atomic<bool> sleeping_{false};    // in epoll_wait (or about to be)
+  std::atomic<bool> spinning_{false};    // idle, looking for work before it sleeps
   std::atomic<bool> idle_counted_{false};
   std::atomic<bool> stop_{false};
   int epoll_fd_ = -1;

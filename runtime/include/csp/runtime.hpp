@@ -80,11 +80,11 @@ bool wait_fd(int fd, std::uint32_t events, Deadline deadline, const char* what =
 /// exist there, so the child starts its own on first use.
 void reset_after_fork() noexcept;
 
-/// Brackets a fork(2) from a worker. Under AddressSanitizer (whose allocator
-/// in GCC 12 takes no lock around fork, so a child forked while another
-/// worker allocates can inherit a held allocator lock and hang at its first
-/// `new`) the other workers are stopped at their next switch point first, for
-/// at most a second; elsewhere (glibc's malloc and TSan handle fork) both are
+/// Brackets a fork(2) from a worker. Under ASan or TSan (whose allocators in
+/// GCC 12 take no lock around fork, so a child forked while another worker
+/// allocates can inherit a held allocator lock and hang at its first `new`)
+/// the other workers are stopped at their next switch point first, for at
+/// most a second; in other builds (glibc's malloc handles fork) both are
 /// no-ops. resume_after_fork() runs in the parent only.
 void quiesce_for_fork() noexcept;
 void resume_after_fork() noexcept;
