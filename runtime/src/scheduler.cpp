@@ -507,7 +507,8 @@ void Worker::run() {
 }
 
 Task* Worker::steal_from(Worker& victim) noexcept {
-  std::vector<Task*> stolen;
+  std::vector<Task*>& stolen = steal_buffer_;  // reused: a steal allocates only while it grows
+  stolen.clear();
   if (victim.steal_into(stolen) == 0) return nullptr;
   for (Task* t : stolen) {  // a yielder may still be switching out on the victim
     while (t->state_.load(std::memory_order_acquire) == kYielding) __builtin_ia32_pause();
@@ -613,6 +614,16 @@ void Scheduler::registry_remove(Parker* parker) noexcept {
 }
 
 void Scheduler::check_deadlock() noexcept {
+  // Waiters are selected under the registry lock (a selected waiter's owner
+  // cannot leave wait() before its wake, so it stays alive) and woken after
+  // it: unpark() may wait for a task still switching out on a worker whose
+  // next task needs the registry lock to finish.
+  std::vector<Waiter*> to_wake;
+  check_deadlock_locked(to_wake);
+  for (Waiter* w : to_wake) w->wake();
+}
+
+void Scheduler::check_deadlock_locked(std::vector<Waiter*>& to_wake) noexcept {
   std::lock_guard lock(registry_mutex_);
   if (live_.load(std::memory_order_acquire) != 0) return;
   for (auto& w : workers_) {
@@ -637,7 +648,7 @@ void Scheduler::check_deadlock() noexcept {
                         " processes are blocked and nothing can wake them:" + report.str();
   set_deadlock_message(message);
   for (Waiter* w : to_break)
-    if (w->try_select(kDeadlock)) w->wake();
+    if (w->try_select(kDeadlock)) to_wake.push_back(w);
 }
 
 // ---------------------------------------------------------------------------
@@ -684,7 +695,7 @@ ThreadParker* thread_parker() {
   if (holder.parker.registered_with_ != &s) {
     holder.parker.registered_with_ = &s;
     holder.parker.state_.store(0);
-    if (holder.parker.name_.empty()) holder.parker.name_ = "thread";
+    if (holder.parker.name_.empty()) holder.parker.name_ = ::gettid() == ::getpid() ? "main" : "thread";
     s.live_.fetch_add(1, std::memory_order_acq_rel);
     s.registry_add(&holder.parker);
   }

@@ -190,6 +190,7 @@ class Worker {
   std::atomic<std::uint64_t> dequeues_{0};   // tasks taken from queue_ by the owner (thieves watch progress)
   std::atomic<bool> sleeping_{false};    // in epoll_wait (or about to be)
   std::atomic<bool> spinning_{false};    // idle, looking for work before it sleeps
+  std::vector<Task*> steal_buffer_;      // steal_from's scratch (owner thread only)
   std::atomic<bool> idle_counted_{false};
   std::atomic<bool> stop_{false};
   int epoll_fd_ = -1;
@@ -227,6 +228,7 @@ struct Scheduler {
     if (live_.fetch_add(delta, std::memory_order_acq_rel) + delta == 0) check_deadlock();
   }
   void check_deadlock() noexcept;
+  void check_deadlock_locked(std::vector<Waiter*>& to_wake) noexcept;
   void registry_add(Parker* parker) noexcept;
   void registry_remove(Parker* parker) noexcept;
 

@@ -52,6 +52,26 @@ TEST(Deadlock, RingOfWritersNamesEveryProcessAndChannel) {
   }
 }
 
+TEST(Deadlock, MainBlockedOnAChannelIsReportedAsMain) {
+  // main itself reads a channel whose only writer waits for another channel.
+  csp::Channel<int> never{"never-written"}, answer{"to-main"};
+  auto writer = csp::Spawn(csp::process([](csp::Reader<int> in, csp::Writer<int> out) { out.write(in.read()); },
+                                        never.reader(), answer.writer())
+                               .named("relay"));
+  auto keep_never_open = never.writer();  // so `never` is not retired
+  auto in = answer.reader();
+  try {
+    in.read();
+    FAIL() << "main and relay deadlocked but the read returned";
+  } catch (const csp::Deadlock& e) {
+    const std::string report = e.what();
+    EXPECT_TRUE(contains(report, "'main'")) << report;
+    EXPECT_FALSE(contains(report, "'thread'")) << "main is no anonymous thread:\n" << report;
+    EXPECT_TRUE(contains(report, "to-main")) << report;
+  }
+  EXPECT_THROW(writer.join(), csp::Deadlock) << "every blocked party of the deadlock is woken with it";
+}
+
 TEST(Deadlock, ReadersWaitingForEachOther) {
   csp::Channel<int> a{"to-alice"}, b{"to-bob"};
   try {

@@ -54,11 +54,15 @@ void yield();
 /// Parks the caller until `deadline` (steady clock).
 void sleep_until(std::chrono::steady_clock::time_point deadline);
 
-/// Parks the caller for at least `duration`.
+/// Parks the caller for at least `duration`. A duration too long for the
+/// steady clock (hours::max(), say) sleeps until the end of time instead of
+/// overflowing into the past.
 template <class Rep, class Period>
 void sleep_for(std::chrono::duration<Rep, Period> duration) {
-  sleep_until(std::chrono::steady_clock::now() +
-              std::chrono::ceil<std::chrono::steady_clock::duration>(duration));
+  using Clock = std::chrono::steady_clock;
+  const auto now = Clock::now();
+  const auto room = std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(Clock::time_point::max() - now);
+  sleep_until(duration >= room ? Clock::time_point::max() : now + std::chrono::ceil<Clock::duration>(duration));
 }
 
 /// Index of the worker running the calling coroutine, or -1 on a thread.
