@@ -12,6 +12,7 @@
 #include <csp/csp.hpp>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -539,6 +540,10 @@ TEST(Channel, WritersAndReadersInEveryContextAtOnce) {
     for (int v : in) got.push_back(v);
     return got;
   };
+  // main's own writer end exists before any writer starts: otherwise a fast
+  // first writer could finish and leave the writer side empty (retired)
+  // before the next one joins, and the readers would end early.
+  std::optional<csp::Writer<int>> mine{ch.writer()};
   auto r1 = csp::Spawn(csp::process(reader, ch.reader()));
   auto r2 = csp::Spawn(csp::process(reader, ch.reader()));
   auto r3 = csp::Spawn(csp::thread_process(reader, ch.reader()));
@@ -546,7 +551,8 @@ TEST(Channel, WritersAndReadersInEveryContextAtOnce) {
   auto w2 = csp::Spawn(csp::thread_process(tagged, ch.writer(), 2));
   auto w3 = csp::Spawn(csp::process([&](csp::Writer<int> out) { csp::Parallel(csp::process(tagged, out, 3)); },
                                     ch.writer()));
-  tagged(ch.writer(), 0);
+  tagged(*mine, 0);
+  mine.reset();
   w1.join();
   w2.join();
   w3.join();
