@@ -635,6 +635,9 @@ void Scheduler::check_deadlock_locked(std::vector<Waiter*>& to_wake) noexcept {
   for (Parker* p = registry_head_; p; p = p->reg_next_) {
     Waiter* w = p->waiting_on_.load(std::memory_order_acquire);
     if (!w) continue;
+    // Selected but not yet woken (an earlier check, or any waker, is about
+    // to wake it): a wake-up is on its way, so this is no deadlock.
+    if (w->token() != kWaiting) return;
     ++blocked;
     report << "\n  " << (p->kind_ == Parker::Kind::task ? "process '" : "thread '") << p->name_
            << "' blocked in " << w->what_;
