@@ -357,6 +357,31 @@ double os_stream(const char* kind, std::size_t size, std::uint64_t n) {
           data.reader(), ack.writer()));
   return t1 - t0;
 }
+
+// stream-up: as stream, the other way: the child writes into the parent's
+// (the home's) buffered channel, so the child's writes are pipelined.
+double os_stream_up(const char* kind, std::size_t size, std::uint64_t n) {
+  use_transport(kind);
+  csp::Channel<Msg> data{"data", csp::buffer(stream_capacity(size))};
+  csp::Channel<std::uint64_t> go{"go"};
+  double t0 = 0, t1 = 0;
+  csp::Parallel(
+      csp::process(
+          [n, size, &t0, &t1](csp::Reader<Msg> in, csp::Writer<std::uint64_t> start) {
+            start.write(0);
+            t0 = now_s();
+            for (std::uint64_t i = 0; i < n; ++i) check_msg(in.read(), size, i);
+            t1 = now_s();
+          },
+          data.reader(), go.writer()),
+      csp::os_process(
+          [n, size](csp::Writer<Msg> out, csp::Reader<std::uint64_t> start) {
+            if (start.read() != 0) throw std::runtime_error("stream-up: bad start signal");
+            for (std::uint64_t i = 0; i < n; ++i) out.write(make_msg(size, i));
+          },
+          data.writer(), go.reader()));
+  return t1 - t0;
+}
 #endif  // CSP_BENCH_HAVE_OS_PROCESS
 
 }  // namespace
@@ -447,6 +472,17 @@ void register_csp_workloads(Registry& reg) {
                .n0 = 10,
                .note = "buffered (" + std::to_string(stream_capacity(s)) +
                        ") to a csp::os_process, ack at the end, CSP_TRANSPORT=" + kind});
+      reg.add({.workload = "stream-up",
+               .transport = t.transport,
+               .size = s,
+               .metrics = stream_metrics(s),
+               .floor = {t.floor, "stream"},
+               .run = [kind, s](std::uint64_t n) {
+                 return run_isolated([=] { return os_stream_up(kind, s, n); });
+               },
+               .n0 = 10,
+               .note = "buffered (" + std::to_string(stream_capacity(s)) +
+                       ") from a csp::os_process into its parent (pipelined writes), CSP_TRANSPORT=" + kind});
     }
   }
 #else

@@ -1,5 +1,6 @@
 // alternation.cpp: the select algorithm of csp/alternation.hpp.
 #include <csp/alternation.hpp>
+#include <csp/detail/settle.hpp>
 
 #include <algorithm>
 #include <array>
@@ -97,6 +98,7 @@ Selected select_polling(Guard* const* guards, std::size_t n, std::size_t start, 
 
 Selected select(Guard* const* guards, std::size_t n, std::size_t start) {
   if (n == 0) throw Error("csp: select with no guards");
+  settle_writes();  // a select is observable: pipelined writes land first
   // Deadline of the earliest enabled timeout guard, and whether every
   // channel can be locked from here.
   Deadline deadline = forever;

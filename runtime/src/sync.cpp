@@ -36,6 +36,7 @@
 #include <pthread.h>
 
 #include <csp/barrier.hpp>
+#include <csp/detail/settle.hpp>
 #include <csp/detail/shared_memory.hpp>
 #include <csp/detail/spin_lock.hpp>
 #include <csp/error.hpp>
@@ -734,33 +735,33 @@ namespace csp {
 Semaphore::Semaphore(std::size_t initial) : state_(std::make_shared<detail::InprocSemaphore>(initial)) {}
 Semaphore::Semaphore(std::size_t initial, interprocess_t)
     : state_(std::make_shared<detail::SharedSemaphore>(initial)) {}
-void Semaphore::acquire() { state_->acquire_until(detail::forever); }
-bool Semaphore::try_acquire() { return state_->acquire_until(detail::Clock::now()); }
-bool Semaphore::try_acquire_until(std::chrono::steady_clock::time_point t) { return state_->acquire_until(t); }
-void Semaphore::release(std::size_t n) { state_->release(n); }
+void Semaphore::acquire() { detail::settle_writes(); state_->acquire_until(detail::forever); }
+bool Semaphore::try_acquire() { detail::settle_writes(); return state_->acquire_until(detail::Clock::now()); }
+bool Semaphore::try_acquire_until(std::chrono::steady_clock::time_point t) { detail::settle_writes(); return state_->acquire_until(t); }
+void Semaphore::release(std::size_t n) { detail::settle_writes(); state_->release(n); }
 std::size_t Semaphore::available() const { return state_->available(); }
 bool Semaphore::is_interprocess() const noexcept { return state_->interprocess(); }
 
 Mutex::Mutex() : state_(std::make_shared<detail::InprocMutex>()) {}
 Mutex::Mutex(interprocess_t) : state_(std::make_shared<detail::SharedMutex>()) {}
-void Mutex::lock() { state_->lock_until(detail::forever); }
-bool Mutex::try_lock() { return state_->try_lock(); }
-bool Mutex::try_lock_until(std::chrono::steady_clock::time_point t) { return state_->lock_until(t); }
-void Mutex::unlock() { state_->unlock(); }
+void Mutex::lock() { detail::settle_writes(); state_->lock_until(detail::forever); }
+bool Mutex::try_lock() { detail::settle_writes(); return state_->try_lock(); }
+bool Mutex::try_lock_until(std::chrono::steady_clock::time_point t) { detail::settle_writes(); return state_->lock_until(t); }
+void Mutex::unlock() { detail::settle_writes(); state_->unlock(); }
 bool Mutex::is_interprocess() const noexcept { return state_->interprocess(); }
 
 Event::Event() : state_(std::make_shared<detail::InprocEvent>()) {}
 Event::Event(interprocess_t) : state_(std::make_shared<detail::SharedEvent>()) {}
-void Event::set() { state_->set(); }
-void Event::clear() { state_->clear(); }
+void Event::set() { detail::settle_writes(); state_->set(); }
+void Event::clear() { detail::settle_writes(); state_->clear(); }
 bool Event::is_set() const { return state_->is_set(); }
-void Event::wait() { state_->wait_until(detail::forever); }
-bool Event::wait_until(std::chrono::steady_clock::time_point t) { return state_->wait_until(t); }
+void Event::wait() { detail::settle_writes(); state_->wait_until(detail::forever); }
+bool Event::wait_until(std::chrono::steady_clock::time_point t) { detail::settle_writes(); return state_->wait_until(t); }
 bool Event::is_interprocess() const noexcept { return state_->interprocess(); }
 
 Barrier::Barrier(std::size_t enrolled) : state_(std::make_shared<detail::InprocBarrier>(enrolled)) {}
 Barrier::Barrier(std::size_t enrolled, interprocess_t) : state_(std::make_shared<detail::SharedBarrier>(enrolled)) {}
-void Barrier::sync() { state_->sync(); }
+void Barrier::sync() { detail::settle_writes(); state_->sync(); }
 void Barrier::enroll() { state_->enroll(); }
 void Barrier::resign() { state_->resign(); }
 std::size_t Barrier::enrolled() const { return state_->enrolled(); }

@@ -188,6 +188,122 @@ TEST_P(Conformance, PriorityBufferAcrossProcesses) {
   csp::Parallel(csp::os_process(child, ch.writer(), go.writer()), csp::process(parent, ch.reader(), go.reader()));
 }
 
+// ---- pipelined writes (a remote's blocking writes to a buffered home) -----------------
+
+// Many values from two children through a small buffer: every value once,
+// in order per writer (the home performs a connection's pipelined writes
+// in order).
+TEST_P(Conformance, PipelinedWritesKeepPerWriterOrder) {
+  csp::Channel<int> ch{csp::buffer(4)};
+  constexpr int kWriters = 2, kPerWriter = 20000;
+  std::vector<csp::Process<void>> writers;
+  for (int k = 0; k < kWriters; ++k)
+    writers.push_back(csp::os_process(
+        [](csp::Writer<int> out, int k) { for (int i = 0; i < kPerWriter; ++i) out.write(k * kPerWriter + i); },
+        ch.writer(), k));
+  auto reader = [](csp::Reader<int> in) {
+    std::vector<int> next(kWriters, 0);
+    int n = 0;
+    for (int v : in) {
+      const int k = v / kPerWriter;
+      EXPECT_EQ(v % kPerWriter, next[k]) << "writer " << k;
+      next[k] = v % kPerWriter + 1;
+      ++n;
+    }
+    return n;
+  };
+  auto [unused, n] = csp::Parallel(std::move(writers), csp::process(reader, ch.reader()));
+  (void)unused;
+  EXPECT_EQ(n, kWriters * kPerWriter);
+}
+
+// Once a child's write returned and the child then talks on another
+// channel, the value is in the home's buffer: causality across channels.
+TEST_P(Conformance, PipelinedWritesLandBeforeTheNextCommunication) {
+  csp::Channel<int> ch{csp::buffer(64)};
+  csp::Channel<int> go, next;
+  auto child = [](csp::Writer<int> out, csp::Writer<int> signal, csp::Reader<int> again) {
+    for (int round = 0; round < 50; ++round) {
+      for (int i = 0; i < 40; ++i) out.write(round * 100 + i);
+      signal.write(round);
+      EXPECT_EQ(again.read(), round);  // the parent checked this round
+    }
+  };
+  auto parent = [](csp::Reader<int> in, csp::Reader<int> signal, csp::Writer<int> again) {
+    for (int round = 0; round < 50; ++round) {
+      ASSERT_EQ(signal.read(), round);
+      for (int i = 0; i < 40; ++i) {
+        auto v = in.try_read();  // never waits: the 40 values must be here
+        ASSERT_TRUE(v.has_value()) << "round " << round << " value " << i;
+        EXPECT_EQ(*v, round * 100 + i);
+      }
+      EXPECT_FALSE(in.try_read().has_value());
+      again.write(round);
+    }
+  };
+  csp::Parallel(csp::os_process(child, ch.writer(), go.writer(), next.reader()),
+                csp::process(parent, ch.reader(), go.reader(), next.writer()));
+}
+
+// A process that ends has its pipelined writes performed: its parent sees
+// them as soon as the child's Parallel is over.
+TEST_P(Conformance, PipelinedWritesLandBeforeTheProcessEnds) {
+  csp::Channel<int> ch{csp::buffer(16)};
+  csp::Channel<int> go;
+  auto child = [](csp::Writer<int> out, csp::Writer<int> signal) {
+    // The inner writer ends; its parent learns of it through Parallel only.
+    csp::Parallel(csp::process([](csp::Writer<int> o) { for (int i = 0; i < 10; ++i) o.write(i); }, out));
+    signal.write(1);
+  };
+  auto parent = [](csp::Reader<int> in, csp::Reader<int> signal) {
+    signal.read();
+    for (int i = 0; i < 10; ++i) {
+      auto v = in.try_read();
+      ASSERT_TRUE(v.has_value()) << i;
+      EXPECT_EQ(*v, i);
+    }
+  };
+  csp::Parallel(csp::os_process(child, ch.writer(), go.writer()), csp::process(parent, ch.reader(), go.reader()));
+}
+
+// Readers retiring fails pipelined writers too: a later write (or the end of
+// the writing process) throws ChannelRetired, so the child's loop ends.
+TEST_P(Conformance, ReadersRetiringFailsAPipelinedWriter) {
+  csp::Channel<int> ch{csp::buffer(8)};
+  auto child = [](csp::Writer<int> out) {
+    try {
+      for (;;) out.write(1);
+    } catch (const csp::ChannelRetired&) {
+      return 1;
+    }
+  };
+  auto parent = [](csp::Reader<int> in) {
+    for (int i = 0; i < 100; ++i) EXPECT_EQ(in.read(), 1);
+  };  // then the only reader end leaves
+  auto [caught, unused] = csp::Parallel(csp::os_process(child, ch.writer()), csp::process(parent, ch.reader()));
+  (void)unused;
+  EXPECT_EQ(caught, 1);
+}
+
+// Poison reaches a pipelined writer: its loop ends with ChannelPoisoned.
+TEST_P(Conformance, PoisonFailsAPipelinedWriter) {
+  csp::Channel<int> ch{csp::buffer(8)};
+  auto child = [](csp::Writer<int> out) {
+    try {
+      for (;;) out.write(2);
+    } catch (const csp::ChannelPoisoned&) {
+      return 1;
+    }
+  };
+  auto parent = [](csp::Reader<int> in) {
+    for (int i = 0; i < 100; ++i) EXPECT_EQ(in.read(), 2);
+    in.poison();
+  };
+  auto [caught, unused] = csp::Parallel(csp::os_process(child, ch.writer()), csp::process(parent, ch.reader()));
+  (void)unused;
+  EXPECT_EQ(caught, 1);
+}
+
 // ---- poison ----------------------------------------------------------------------------
 
 TEST_P(Conformance, PoisonFromChildWakesBlockedParentRead) {

@@ -61,8 +61,18 @@ class EndState {
   void retire() {
     if (!retired_.exchange(true, std::memory_order_acq_rel)) channel_->leave(side_);
   }
-  /// The implementation, after checking this end may still be used.
+  /// The implementation, after checking this end may still be used and
+  /// settling the caller's pipelined writes (csp/detail/settle.hpp).
   ChannelImpl<T>& use() const {
+    settle_writes();
+    if (retired_.load(std::memory_order_relaxed)) [[unlikely]]
+      throw_retired_end();
+    return *channel_;
+  }
+  /// use() for a blocking write: pipelined writes on this channel stay.
+  ChannelImpl<T>& use_to_write() const {
+    if (g_unsettled_contexts.load(std::memory_order_relaxed) != 0) [[unlikely]]
+      settle_writes_slow(channel_->pipeline());
     if (retired_.load(std::memory_order_relaxed)) [[unlikely]]
       throw_retired_end();
     return *channel_;
@@ -170,7 +180,7 @@ class Writer {
   /// Blocks until a reader took the value or it was buffered. An rvalue
   /// is moved from only when the write completes: on an exception (poison,
   /// retire) the caller still has it.
-  void write(T&& value) { end_->use().write_until(value, detail::forever); }
+  void write(T&& value) { end_->use_to_write().write(value); }
   void write(const T& value) {
     T copy(value);
     write(std::move(copy));

@@ -35,6 +35,7 @@
 #include <utility>
 
 #include <csp/buffer.hpp>
+#include <csp/detail/settle.hpp>
 #include <csp/detail/spin_lock.hpp>
 #include <csp/detail/wait.hpp>
 #include <csp/error.hpp>
@@ -142,6 +143,14 @@ class ChannelImpl : public ChannelCore {
   using ChannelCore::ChannelCore;
   virtual std::optional<T> read_until(Deadline deadline) = 0;
   virtual bool write_until(T& value, Deadline deadline) = 0;
+  /// A blocking write by a user process (Writer::write). A transport may
+  /// pipeline it: return before the home took the value, leaving it
+  /// unsettled for the caller (csp/detail/settle.hpp).
+  virtual void write(T& value) { write_until(value, forever); }
+  /// The connection this channel's pipelined writes go out on, or null.
+  [[nodiscard]] virtual const Settleable* pipeline() const noexcept { return nullptr; }
+  /// Buffer capacity at this home (0: rendezvous, or not a home).
+  [[nodiscard]] virtual std::size_t capacity() const noexcept { return 0; }
   // Alternation primitives (lockable implementations only; called under lock).
   /// Takes a value now if one is there; `wake` gets a waiter to wake after unlock.
   virtual Poll poll_read_locked(std::optional<T>& /*out*/, Waiter*& /*wake*/) { return Poll::not_ready; }
@@ -170,6 +179,9 @@ class InprocChannel final : public ChannelImpl<T> {
     }
     return read_slow_locked(deadline);
   }
+
+  void write(T& value) override { write_until(value, forever); }
+  [[nodiscard]] std::size_t capacity() const noexcept override { return buffer_.capacity(); }
 
   bool write_until(T& value, Deadline deadline) override {
     lock_.lock();

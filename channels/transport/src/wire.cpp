@@ -349,6 +349,11 @@ bool ClientCore::await(std::uint32_t seq, OnReply on_reply, Deadline deadline) {
 bool ClientCore::wait_reply(Pending& me, OnReply on_reply, Deadline deadline) {
   for (;;) {
     state_.lock();
+    if (answered_locked(me)) {
+      unlink(me);
+      state_.unlock();
+      return true;
+    }
     if (me.done) {
       unlink(me);
       state_.unlock();
@@ -414,7 +419,18 @@ bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
       if (result == FrameReader::Result::eof)
         throw TransportError("csp: " + peer_ + ": the peer closed the connection");
       const FrameHeader& h = frame.header;
-      if (h.sequence == me.seq) {
+      bool pipelined;
+      {
+        std::lock_guard lock(state_);
+        pipelined = piped_answered_ < piped_sent_ && h.sequence == piped_seq_[piped_answered_ % kMaxPipelined];
+      }
+      if (pipelined) {
+        std::span<const std::byte> bytes = frame.payload;
+        if (reader_.partial()) bytes = reader_.complete(*stream_);
+        if (take_pipelined_answer(h, bytes, me)) return true;
+        continue;
+      }
+      if (me.ticket == 0 && h.sequence == me.seq) {
         // Still the leader while on_reply reads the buffer.
         std::exception_ptr error;
         try {
@@ -439,7 +455,7 @@ bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
       {
         std::lock_guard lock(state_);
         for (Pending* p = pending_; p; p = p->next) {
-          if (p->seq == h.sequence && !p->done) {
+          if (p->ticket == 0 && p->seq == h.sequence && !p->done) {
             p->header = h;
             p->payload.assign(bytes.begin(), bytes.end());
             p->done = true;
@@ -470,6 +486,142 @@ bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
   }
 }
 
+bool ClientCore::take_pipelined_answer(const FrameHeader& h, std::span<const std::byte> payload, Pending& me) {
+  if (h.kind != FrameKind::write_ack)
+    throw TransportError("csp: " + peer_ + ": " + std::string(csp::detail::frame_kind_name(h.kind)) +
+                         " in answer to a pipelined WRITE");
+  const auto status = static_cast<Status>(h.flags & kStatusMask);
+  if (status > Status::error) throw TransportError("csp: " + peer_ + ": reply with unknown status " + std::to_string(h.flags));
+  std::string message;
+  if (status == Status::error) message = csp::detail::decode_hello_nak(payload);
+  else if (status == Status::timeout) message = "csp: " + peer_ + ": a pipelined write timed out at the home";
+  std::vector<Waiter*> wake;
+  bool mine = false;
+  {
+    std::lock_guard lock(state_);
+    ++piped_answered_;
+    --piped_reserved_;
+    if (status != Status::ok && piped_failure_.load(std::memory_order_relaxed) == Status::ok) {
+      piped_message_ = std::move(message);
+      piped_failure_.store(status == Status::timeout ? Status::error : status, std::memory_order_release);
+    }
+    for (Pending* p = pending_; p; p = p->next) {
+      if (p != &me && p->waiter && answered_locked(*p)) wake.push_back(std::exchange(p->waiter, nullptr));
+    }
+    if (answered_locked(me)) {
+      mine = true;
+      unlink(me);
+      hand_over_locked();
+    }
+  }
+  for (Waiter* w : wake)
+    if (w->try_select(csp::detail::kWoken)) w->wake();
+  return mine;
+}
+
+void ClientCore::wait_answered(std::uint64_t ticket) {
+  Pending me;
+  me.seq = 0;  // never matches a reply: sequences start at 1
+  me.ticket = ticket;
+  state_.lock();
+  if (piped_answered_ >= ticket) {
+    state_.unlock();
+    return;
+  }
+  if (!broken_.empty()) throw_broken_locked();
+  link(me);
+  state_.unlock();
+  wait_reply(me, [](const FrameHeader&, Payload&) {}, forever);
+}
+
+std::uint64_t ClientCore::send_pipelined(Build build, unsigned window) {
+  window = std::clamp(window, 1u, kMaxPipelined);
+  for (;;) {
+    std::uint64_t target;
+    {
+      std::lock_guard lock(state_);
+      if (!broken_.empty()) throw TransportError(broken_);
+      if (piped_reserved_ < window) {
+        ++piped_reserved_;
+        break;
+      }
+      target = piped_answered_ + 1;  // room once the oldest is answered
+    }
+    wait_answered(target);
+  }
+  // The sequence joins the ring under the send lock, so the ring's order is
+  // the stream's order and so the order of the answers.
+  send_mutex_.lock();
+  const std::uint32_t seq = next_sequence();
+  OutFrame frame{out_};
+  try {
+    out_.clear();
+    build(frame, seq);
+  } catch (...) {
+    send_mutex_.unlock();
+    std::lock_guard lock(state_);
+    --piped_reserved_;
+    throw;
+  }
+  std::uint64_t ticket;
+  {
+    std::lock_guard lock(state_);
+    ticket = ++piped_sent_;
+    piped_seq_[(ticket - 1) % kMaxPipelined] = seq;
+  }
+  try {
+    if (frame.tail.size) {
+      ConstBuffer parts[2] = {{out_.data(), out_.size()}, frame.tail};
+      stream_->write_all_v(parts, 2);
+    } else {
+      stream_->write_all(out_.data(), out_.size());
+    }
+  } catch (const TransportError& e) {
+    send_mutex_.unlock();
+    break_connection(e.what());
+    throw;
+  }
+  send_mutex_.unlock();
+  return ticket;
+}
+
+void ClientCore::throw_pipelined_failure() const {
+  const Status status = pipelined_failure();
+  if (status == Status::ok) return;
+  const std::string channel = "csp: channel '" + channel_name_ + "'";
+  switch (status) {
+    case Status::poisoned:
+      throw ChannelPoisoned(channel + " is poisoned");
+    case Status::retired:
+      throw ChannelRetired(channel + ": every reader has retired");
+    default: {
+      std::lock_guard lock(state_);
+      throw Error(channel + ": a pipelined write failed: " + piped_message_);
+    }
+  }
+}
+
+void ClientCore::settle(std::uint64_t ticket) {
+  try {
+    wait_answered(ticket);
+  } catch (const TransportError& e) {
+    throw ChannelPoisoned("csp: channel '" + channel_name_ + "' is poisoned: lost its home (" + e.what() + ")");
+  }
+  throw_pipelined_failure();
+}
+
+void ClientCore::settle_all() noexcept {
+  try {
+    std::uint64_t last;
+    {
+      std::lock_guard lock(state_);
+      last = piped_sent_;
+    }
+    wait_answered(last);
+  } catch (...) {  // broken: nothing more will be answered
+  }
+}
+
 void ClientCore::close() noexcept {
   {
     std::lock_guard lock(state_);
@@ -477,6 +629,7 @@ void ClientCore::close() noexcept {
     closed_ = true;
   }
   if (::getpid() != owner_) return;  // inherited by an os_process child: not ours to end
+  settle_all();  // what was pipelined is performed before the remote's ends leave
   try {
     bool ok;
     {

@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include <csp/detail/settle.hpp>
 #include <csp/detail/spawn.hpp>
 #include <csp/error.hpp>
 
@@ -95,6 +96,7 @@ class BoundBody final : public TypedBody<R> {
         R value = std::apply([](auto& f, auto&... args) -> R { return std::invoke(f, args...); }, *bound_);
         if (this->result_) this->result_->emplace(std::move(value));
       }
+      settle_writes();  // its pipelined writes are done before anyone can see it finished
     } catch (const ChannelPoisoned&) {
       for_each_arg([](auto& a) { poison_arg(a); });
     } catch (const ChannelRetired&) {

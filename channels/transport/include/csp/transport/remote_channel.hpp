@@ -15,7 +15,9 @@
 // connection (ClientCore).
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -40,7 +42,9 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
   /// `members`: how many members this process already is on each side at
   /// the home ([reader, writer]); an os_process child's argument end is 1.
   RemoteChannel(std::string name, std::shared_ptr<ClientCore> core, std::array<std::size_t, 2> members = {0, 0})
-      : csp::detail::ChannelImpl<T>(std::move(name)), core_(std::move(core)), members_(members) {}
+      : csp::detail::ChannelImpl<T>(std::move(name)), core_(std::move(core)), members_(members) {
+    core_->set_channel_name(this->name());
+  }
   ~RemoteChannel() override { core_->close(); }
 
   std::optional<T> read_until(csp::detail::Deadline deadline) override {
@@ -61,6 +65,31 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
     return out;
   }
 
+  /// A blocking write: pipelined once the home said it is buffered (see
+  /// wire.hpp, "Pipelining"), else a request like write_until's.
+  void write(T& value) override {
+    const unsigned window = window_.load(std::memory_order_relaxed);
+    if (window == 0) {
+      write_until(value, csp::detail::forever);
+      return;
+    }
+    check_usable();
+    core_->throw_pipelined_failure();
+    std::uint64_t ticket = 0;
+    try {
+      ticket = core_->send_pipelined(
+          [&](OutFrame& f, std::uint32_t seq) {
+            build_value_frame(f, FrameKind::write, seq, kWritePipelined, &kTimeoutForever, value, core_->max_payload());
+          },
+          window);
+    } catch (const TransportError& e) {
+      if (!core_->broken()) throw;  // the value could not be encoded: nothing was sent
+      lost(e.what());
+    }
+    csp::detail::note_unsettled(core_, ticket);
+  }
+  [[nodiscard]] const csp::detail::Settleable* pipeline() const noexcept override { return core_.get(); }
+
   bool write_until(T& value, csp::detail::Deadline deadline) override {
     check_usable();
     const std::uint64_t timeout = encode_timeout(deadline);
@@ -76,6 +105,9 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
       lost(e.what());
     }
     finish(reply, Side::reader);
+    if (reply.capacity != 0 && window_.load(std::memory_order_relaxed) == 0 && pipelining_enabled())
+      window_.store(static_cast<unsigned>(std::min<std::uint64_t>(reply.capacity, kMaxPipelined)),
+                    std::memory_order_relaxed);
     return reply.status == Status::ok;
   }
 
@@ -84,6 +116,7 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
     if (members_[index(side)]++ == 0) membership(side, true);
   }
   void leave(Side side) override {
+    if (side == Side::writer) core_->settle_all();  // pipelined writes land before the side may retire
     std::lock_guard lock(membership_);
     auto& n = members_[index(side)];
     if (n > 0 && --n == 0) {
@@ -113,20 +146,33 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
   struct Reply {
     Status status = Status::error;
     std::string message;
+    std::uint64_t capacity = 0;  // the home's buffer (an ok WRITE_ACK with kAckBuffered)
     void take(const FrameHeader& h, Payload& payload, FrameKind expected) {
       if (h.kind != expected)
         throw TransportError("csp: expected " + std::string(csp::detail::frame_kind_name(expected)) + ", got " +
                              std::string(csp::detail::frame_kind_name(h.kind)));
-      if (h.flags > static_cast<std::uint8_t>(Status::error))
+      if ((h.flags & kStatusMask) > static_cast<std::uint8_t>(Status::error) ||
+          ((h.flags & kAckBuffered) && h.kind != FrameKind::write_ack))
         throw TransportError("csp: reply with unknown status " + std::to_string(h.flags));
-      status = static_cast<Status>(h.flags);
+      status = static_cast<Status>(h.flags & kStatusMask);
       if (status == Status::error) message = csp::detail::decode_hello_nak(payload.all());
+      if ((h.flags & kAckBuffered) && status == Status::ok) capacity = ByteReader(payload.head(8)).get_u64();
     }
   };
 
+  /// CSP_PIPELINE=0 turns pipelined writes off (every write waits for its home).
+  static bool pipelining_enabled() noexcept {
+    static const bool enabled = [] {
+      const char* v = std::getenv("CSP_PIPELINE");
+      return !(v && v[0] == '0' && v[1] == '\0');
+    }();
+    return enabled;
+  }
+
   static std::size_t index(Side side) noexcept { return side == Side::reader ? 0 : 1; }
 
-  void check_usable() const {
+  void check_usable() {
+    if (core_->pipelined_failure() == Status::poisoned) poisoned_.store(true, std::memory_order_release);
     if (poisoned_.load(std::memory_order_acquire)) {
       std::string why = lost_reason();
       if (!why.empty()) throw ChannelPoisoned(lost_message(why));
@@ -181,6 +227,7 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
   ParkingMutex membership_;               // orders join/leave requests; guards members_
   std::array<std::size_t, 2> members_;    // ends of this process per side [reader, writer]
   std::atomic<bool> poisoned_{false};     // known poisoned (by a reply, poison() or a lost home)
+  std::atomic<unsigned> window_{0};       // pipelined writes allowed unanswered; 0: none (not known buffered)
   mutable csp::detail::SpinLock lost_lock_;     // guards lost_reason_ while it is written
   std::string lost_reason_;               // why the connection broke; set once
 };

@@ -32,6 +32,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -159,6 +160,7 @@ class ChannelServer {
     std::uint32_t seq = 0;
     Deadline deadline{};
     std::optional<T> value;                // the value of a WRITE
+    bool drain = false;                    // an executor's job: perform the pipelined queue
   };
   static constexpr std::uintptr_t kStop = csp::detail::kFirstGuard + 1;
 
@@ -189,7 +191,13 @@ class ChannelServer {
           } catch (const TransportError& e) {
             throw TransportError("csp: " + options_.peer + ": bad WRITE: " + e.what());
           }
-          start(std::move(job), timeout == 0);
+          if (h.flags & kWritePipelined) {
+            if (timeout != kTimeoutForever)
+              throw TransportError("csp: " + options_.peer + ": a pipelined WRITE with a timeout");
+            start_pipelined(std::move(job));
+          } else {
+            start(std::move(job), timeout == 0);
+          }
           break;
         }
         case FrameKind::read_req: {
@@ -264,6 +272,65 @@ class ChannelServer {
     dispatch(std::move(job));
   }
 
+  /// A pipelined WRITE: performed after those before it, at once if it can
+  /// (nothing queued and room or a reader now), else queued for a draining
+  /// executor, which performs the queue in order with no deadline.
+  void start_pipelined(Job&& job) {
+    pool_lock_.lock();
+    if (piped_busy_) {
+      if (piped_queue_.size() >= kMaxPipelined) {
+        pool_lock_.unlock();
+        throw TransportError("csp: " + options_.peer + " sent more than " + std::to_string(kMaxPipelined) +
+                             " pipelined writes without waiting for their answers");
+      }
+      piped_queue_.push_back(std::move(job));
+      pool_lock_.unlock();
+      return;
+    }
+    pool_lock_.unlock();
+    Status status;
+    std::optional<T> got;
+    std::string error;
+    if (attempt(job, csp::detail::Clock::now(), status, got, error)) {
+      reply(job, status, got, error);
+      return;
+    }
+    job.deadline = csp::detail::forever;
+    pool_lock_.lock();
+    piped_busy_ = true;
+    piped_queue_.push_back(std::move(job));
+    pool_lock_.unlock();
+    Job drain;
+    drain.drain = true;
+    dispatch(std::move(drain));
+  }
+
+  /// Performs queued pipelined writes in order until the queue is empty.
+  void drain_pipelined() {
+    for (;;) {
+      pool_lock_.lock();
+      if (piped_queue_.empty()) {
+        piped_busy_ = false;
+        pool_lock_.unlock();
+        return;
+      }
+      Job job = std::move(piped_queue_.front());
+      piped_queue_.pop_front();
+      piped_active_ = true;
+      pool_lock_.unlock();
+      Status status = Status::timeout;
+      std::optional<T> got;
+      std::string error;
+      if (!attempt(job, job.deadline, status, got, error)) status = Status::timeout;
+      // Inactive before the answer (a CLOSE may follow it at once), but
+      // still draining: a newer write must not be answered before this one.
+      pool_lock_.lock();
+      piped_active_ = false;
+      pool_lock_.unlock();
+      reply(job, status, got, error);
+    }
+  }
+
   bool linger(int dir, std::int64_t now_ns) const noexcept {
     if (dir != 0) return false;  // only reads linger
     const std::int64_t other = hints_.last_poll_ns[1 - dir].load(std::memory_order_relaxed);
@@ -300,6 +367,9 @@ class ChannelServer {
         send([&](OutFrame& f) {
           build_value_frame(f, FrameKind::read_data, job.seq, 0, nullptr, *got, options_.max_payload);
         });
+      } else if (job.kind == FrameKind::write && status == Status::ok && home_->capacity() != 0) {
+        const std::uint64_t capacity = home_->capacity();  // the remote may pipeline (wire.hpp)
+        send([&](OutFrame& f) { build_frame(f, FrameKind::write_ack, job.seq, kAckBuffered, &capacity); });
       } else {
         send_status(job.kind == FrameKind::write ? FrameKind::write_ack : FrameKind::read_data, job.seq, status);
       }
@@ -338,18 +408,24 @@ class ChannelServer {
     Executor self;
     self.job = std::move(first);
     for (;;) {
-      Status status = Status::timeout;
-      std::optional<T> got;
-      std::string error;
-      if (!attempt(self.job, self.job.deadline, status, got, error)) status = Status::timeout;
-      // Not busy once the operation is over: a CLOSE that follows the reply
-      // must not find this executor still counted.
-      pool_lock_.lock();
-      --busy_;
-      pool_lock_.unlock();
-      reply(self.job, status, got, error);
+      if (self.job.drain) {
+        pool_lock_.lock();
+        --busy_;  // a drain counts as piped_active_ while it performs a write
+        pool_lock_.unlock();
+        drain_pipelined();
+      } else {
+        Status status = Status::timeout;
+        std::optional<T> got;
+        std::string error;
+        if (!attempt(self.job, self.job.deadline, status, got, error)) status = Status::timeout;
+        // Not busy once the operation is over: a CLOSE that follows the reply
+        // must not find this executor still counted.
+        pool_lock_.lock();
+        --busy_;
+        pool_lock_.unlock();
+        reply(self.job, status, got, error);
+      }
       self.job.value.reset();
-      got.reset();
       csp::detail::Waiter w("idle", {}, false);
       pool_lock_.lock();
       if (stopping_) break;
@@ -393,7 +469,7 @@ class ChannelServer {
     std::size_t busy;
     {
       std::lock_guard lock(pool_lock_);
-      busy = busy_;
+      busy = busy_ + (piped_active_ || !piped_queue_.empty() ? 1 : 0);
     }
     const bool holds = !joined_[0].empty() || !joined_[1].empty() || !adopted_[0].empty() || !adopted_[1].empty();
     // A vanished peer poisons what it took part in; so does a close that
@@ -472,6 +548,9 @@ class ChannelServer {
   std::size_t executors_ = 0;             // live executor coroutines
   std::size_t busy_ = 0;                  // executors performing an operation
   bool stopping_ = false;                 // no executor parks again
+  std::deque<Job> piped_queue_;           // pipelined writes waiting their turn (at most kMaxPipelined)
+  bool piped_busy_ = false;               // an executor drains piped_queue_ (then new ones queue)
+  bool piped_active_ = false;             // the drain performs a pipelined write now
   csp::detail::Waiter* all_done_ = nullptr;  // the reader waiting for executors_ == 0
 };
 

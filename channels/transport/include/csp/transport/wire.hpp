@@ -14,7 +14,16 @@
 //   WRITE      payload u64 timeout, then the encoded value. The home writes
 //              it with that timeout (write_until). Reply WRITE_ACK: ok (a
 //              reader took it or it was buffered), timeout (not sent, the
-//              writer keeps it), poisoned, retired, error(message).
+//              writer keeps it), poisoned, retired, error(message). When
+//              the home channel is buffered, an ok WRITE_ACK has flag
+//              kAckBuffered and payload u64 capacity: the remote may then
+//              pipeline its blocking writes.
+//              flags kWritePipelined: a pipelined write (timeout forever).
+//              The remote did not wait for it; the home performs the
+//              pipelined writes of a connection one after another, in
+//              order, and answers each (WRITE_ACK, in that order). A remote
+//              has at most kMaxPipelined of them unanswered; more is a
+//              protocol error.
 //   READ_REQ   payload u64 timeout. Reply READ_DATA: ok + encoded value,
 //              timeout, poisoned, retired, error(message).
 //   POISON     poisons the home channel. Reply POISON ok.
@@ -24,6 +33,13 @@
 //              leaves when its last one goes. Reply RETIRE ok.
 //   CLOSE      orderly end: whatever the remote still holds leaves its side.
 //              Reply CLOSE ok, then the home closes.
+//
+// Pipelining: a remote pipelines blocking writes (Writer::write) to a
+// buffered home only; the write returns once sent, and the writing process
+// settles it (waits for its WRITE_ACK) before its next observable operation
+// (csp/detail/settle.hpp), so causality holds across channels. A buffered
+// channel of capacity C can thus hold C values at its home plus at most
+// min(C, kMaxPipelined) on their way per remote connection.
 //
 // Timeouts travel as u64 nanoseconds relative to receipt (0 = now, all ones
 // = forever), so the two ends need no common clock. A remote operation
@@ -54,6 +70,7 @@
 
 #include <csp/codec.hpp>
 #include <csp/detail/frame.hpp>
+#include <csp/detail/settle.hpp>
 #include <csp/detail/spawn.hpp>
 #include <csp/detail/spin_lock.hpp>
 #include <csp/detail/wait.hpp>
@@ -70,6 +87,10 @@ enum class Status : std::uint8_t { ok = 0, timeout = 1, poisoned = 2, retired = 
 inline constexpr std::uint8_t kMemberWriter = 1;  // RETIRE flags: the writer side (else reader)
 inline constexpr std::uint8_t kMemberJoin = 2;    // RETIRE flags: join (else leave)
 inline constexpr std::uint8_t kHelloNoAck = 1;    // HELLO flags: answer only a refusal
+inline constexpr std::uint8_t kWritePipelined = 1;  // WRITE flags: nobody waits for the reply
+inline constexpr std::uint8_t kAckBuffered = 0x80;  // WRITE_ACK flags: u64 capacity follows
+inline constexpr std::uint8_t kStatusMask = 0x7f;   // reply flags: the Status bits
+inline constexpr unsigned kMaxPipelined = 64;       // unanswered pipelined writes per connection
 
 inline constexpr std::uint64_t kTimeoutForever = ~std::uint64_t{0};
 
@@ -227,7 +248,7 @@ void build_text_frame(OutFrame& out, FrameKind kind, std::uint32_t seq, std::uin
 /// are pipelined: one caller at a time reads the stream (the leader) and
 /// hands other callers their replies (leader/follower), so a blocked read
 /// does not hold up a try_write of another process.
-class ClientCore {
+class ClientCore final : public csp::detail::Settleable {
  public:
   ClientCore(std::unique_ptr<ByteStream> stream, std::string peer, std::uint32_t max_payload);
   ~ClientCore();
@@ -250,6 +271,24 @@ class ClientCore {
   /// Next sequence number (for send()).
   std::uint32_t next_sequence() noexcept { return ++sequence_; }
 
+  /// Sends a pipelined request (a WRITE nobody waits for) once fewer than
+  /// `window` (at most kMaxPipelined) are unanswered; returns its ticket.
+  /// Throws TransportError once the connection broke (then nothing was
+  /// sent) or when `build` throws (nothing was sent).
+  std::uint64_t send_pipelined(Build build, unsigned window);
+  /// Waits for the answers to pipelined requests up to `ticket`; throws
+  /// what a failed one means (ChannelPoisoned, ChannelRetired, Error) and
+  /// ChannelPoisoned when the connection broke first.
+  void settle(std::uint64_t ticket) override;
+  /// Waits for every pipelined answer; never throws.
+  void settle_all() noexcept;
+  /// The first failure among pipelined answers (ok while none failed).
+  [[nodiscard]] Status pipelined_failure() const noexcept { return piped_failure_.load(std::memory_order_acquire); }
+  /// Throws what pipelined_failure() means for the channel (if anything).
+  void throw_pipelined_failure() const;
+  /// The channel's name, for the messages of settle().
+  void set_channel_name(std::string name) { channel_name_ = std::move(name); }
+
   /// Sends CLOSE, waits for the home's reply and closes. Idempotent, never throws.
   void close() noexcept;
 
@@ -263,6 +302,7 @@ class ClientCore {
  private:
   struct Pending {
     std::uint32_t seq = 0;
+    std::uint64_t ticket = 0;               // non-zero: waits for pipelined answers up to it
     csp::detail::Waiter* waiter = nullptr;  // set while parked; guarded by state_
     bool done = false;                      // reply delivered (header_/payload_)
     FrameHeader header{};
@@ -276,6 +316,12 @@ class ClientCore {
   void link(Pending& p);
   void unlink(Pending& p);
   void break_connection(std::string reason) noexcept;
+  /// Waits until pipelined answers up to `ticket` arrived (TransportError if broken).
+  void wait_answered(std::uint64_t ticket);
+  /// Under state_: a pending that waits for pipelined answers got them.
+  [[nodiscard]] bool answered_locked(const Pending& p) const noexcept { return p.ticket != 0 && piped_answered_ >= p.ticket; }
+  /// The leader got the answer to the oldest pipelined request; true if `me` is now answered.
+  bool take_pipelined_answer(const FrameHeader& h, std::span<const std::byte> payload, Pending& me);
   void hand_over_locked() noexcept;
   void wake_leader_locked() noexcept;
   [[noreturn]] void throw_broken_locked();
@@ -293,6 +339,16 @@ class ClientCore {
   bool closed_ = false;
   std::string broken_;                   // non-empty once broken
   FrameReader reader_;                   // used by the leader only
+  // Pipelined requests (guarded by state_): tickets count them from 1;
+  // those in (piped_answered_, piped_sent_] await answers, which come in
+  // ticket order; ticket t went out as sequence piped_seq_[(t - 1) % kMaxPipelined].
+  std::uint64_t piped_sent_ = 0;
+  std::uint64_t piped_answered_ = 0;
+  unsigned piped_reserved_ = 0;           // unanswered + being sent (at most the window)
+  std::uint32_t piped_seq_[kMaxPipelined] = {};
+  std::atomic<Status> piped_failure_{Status::ok};  // first failed answer; its message below
+  std::string piped_message_;             // guarded by state_
+  std::string channel_name_;              // set once, before any pipelined request
 };
 
 /// Starts `fn` as a coroutine process; `latch` (may be null) is told when
