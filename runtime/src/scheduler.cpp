@@ -2,7 +2,9 @@
 // invariants.
 #include "scheduler.hpp"
 
+#include <linux/membarrier.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -60,6 +62,53 @@ Config config_from_env(Config config) {
 
 namespace bctx = boost::context::detail;
 
+#if defined(__x86_64__) && defined(__ELF__)
+// Boost.Context's jump_fcontext (1.74) on x86-64 leaves through `jmp *%r8`:
+// the `call` into it pushes a return-stack-buffer entry that no `ret` pops,
+// so the `ret` that ends the function calling the switch (yield, wait, ...)
+// is mispredicted at every switch, about 6 ns here. This is the same switch,
+// on the same context layout (make_fcontext's contexts and jump_fcontext's
+// saved ones are interchangeable with ours), that leaves through `ret`: the
+// return stack stays balanced, and when both sides switched from the same
+// place, as processes in a loop do, every return is predicted.
+extern "C" bctx::transfer_t csp_jump_fcontext(bctx::fcontext_t to, void* data) noexcept;
+asm(R"(
+	.text
+	.p2align 4
+	.globl csp_jump_fcontext
+	.hidden csp_jump_fcontext
+	.type csp_jump_fcontext, @function
+csp_jump_fcontext:
+	leaq -0x38(%rsp), %rsp
+	stmxcsr (%rsp)
+	fnstcw 0x4(%rsp)
+	movq %r12, 0x8(%rsp)
+	movq %r13, 0x10(%rsp)
+	movq %r14, 0x18(%rsp)
+	movq %r15, 0x20(%rsp)
+	movq %rbx, 0x28(%rsp)
+	movq %rbp, 0x30(%rsp)
+	movq %rsp, %rax
+	movq %rdi, %rsp
+	ldmxcsr (%rsp)
+	fldcw 0x4(%rsp)
+	movq 0x8(%rsp), %r12
+	movq 0x10(%rsp), %r13
+	movq 0x18(%rsp), %r14
+	movq 0x20(%rsp), %r15
+	movq 0x28(%rsp), %rbx
+	movq 0x30(%rsp), %rbp
+	leaq 0x38(%rsp), %rsp
+	movq %rsi, %rdx
+	movq %rax, %rdi
+	ret
+	.size csp_jump_fcontext, .-csp_jump_fcontext
+)");
+inline bctx::transfer_t jump(bctx::fcontext_t to, void* data) noexcept { return csp_jump_fcontext(to, data); }
+#else
+inline bctx::transfer_t jump(bctx::fcontext_t to, void* data) noexcept { return bctx::jump_fcontext(to, data); }
+#endif
+
 inline void after_switch(bctx::transfer_t from) noexcept;
 
 /// The one place a worker changes stacks. `from` null means the worker loop.
@@ -76,11 +125,11 @@ __attribute__((always_inline)) inline void switch_to(Worker* w, Task* from, Task
 #if defined(CSP_TSAN)
   __tsan_switch_to_fiber(to ? to->tsan_fiber_ : w->main_tsan_fiber_, 0);
 #endif
-  // Boost.Context's raw jump (the fiber API on top of it adds a swap and
-  // a branch per switch that the hot path does not need).
+  // A raw jump (the fiber API on top of it adds a swap and a branch per
+  // switch that the hot path does not need).
   // The worker travels in the transfer: whoever resumes us runs on the
   // thread we resume on, so no thread-local lookup is needed after a switch.
-  after_switch(bctx::jump_fcontext(to ? to->ctx_ : w->main_ctx_, w));
+  after_switch(jump(to ? to->ctx_ : w->main_ctx_, w));
 }
 
 /// Runs first on the stack just switched to: saves the continuation of the
@@ -104,25 +153,25 @@ __attribute__((always_inline)) inline void after_switch(bctx::transfer_t back) n
 #endif
   if (w->prev_is_main_) {
     w->main_ctx_ = from;
-    return;
+  } else {
+    Task* prev = w->prev_;
+    switch (prev->switching_) {
+      case Task::Switch::die:
+        stack_pool().release(prev->stack_);  // we are off that stack now
+        delete prev;
+        break;
+      case Task::Switch::yield:
+        prev->ctx_ = from;  // in local_ already: thieves look there once phase_ is even (below)
+        break;
+      case Task::Switch::park:
+        prev->ctx_ = from;
+        // SYNC POINT: release pairs with the acquire spin in unpark().
+        prev->state_.store(kParked, std::memory_order_release);
+        break;
+    }
+    if (!w->current_) return;  // in the loop: still in the scheduler
   }
-  Task* prev = w->prev_;
-  switch (prev->switching_) {
-    case Task::Switch::die:
-      stack_pool().release(prev->stack_);  // we are off that stack now
-      delete prev;
-      return;
-    case Task::Switch::yield:
-      prev->ctx_ = from;
-      // SYNC POINT: release pairs with the acquire spin in steal_from().
-      prev->state_.store(kRunning, std::memory_order_release);  // queued by yield() already
-      return;
-    case Task::Switch::park:
-      prev->ctx_ = from;
-      // SYNC POINT: release pairs with the acquire spin in unpark().
-      prev->state_.store(kParked, std::memory_order_release);
-      return;
-  }
+  w->leave();  // a task runs: local_ is open to thieves
 }
 
 void run_task_body(Task* task) noexcept {
@@ -146,6 +195,7 @@ void run_task_body(Task* task) noexcept {
   run_task_body(task);
   Worker* w = task->worker_;  // it may have moved to another worker
   w->poll_due();
+  w->enter();
   Task* next = w->pick_next();
   task->switching_ = Task::Switch::die;
   if (!StackPool::intact(task->stack_)) stack_overflow(task);
@@ -161,7 +211,7 @@ void run_task_body(Task* task) noexcept {
   __tsan_switch_to_fiber(next ? next->tsan_fiber_ : w->main_tsan_fiber_, 0);
 #endif
   if (next) next->worker_ = w;
-  bctx::jump_fcontext(next ? next->ctx_ : w->main_ctx_, w);
+  jump(next ? next->ctx_ : w->main_ctx_, w);
   __builtin_unreachable();
 }
 
@@ -205,12 +255,41 @@ void Worker::start() {
   thread_ = std::thread([this] { run(); });
 }
 
-void Worker::poll_due() noexcept {
-  if (timer_count_.load(std::memory_order_relaxed) + fd_count_.load(std::memory_order_relaxed) != 0 &&
-      (++tick_ & 63) == 0) {
+void Worker::poll_due_now() noexcept {
+  if ((++tick_ & 63) == 0) {
     run_timers();
     if (fd_count_.load(std::memory_order_relaxed) != 0) poll_fds(0);
   }
+}
+
+void Worker::answer_steal() noexcept {
+  for (unsigned spins = 0;; ++spins) {
+    std::uint32_t r = steal_req_.load(std::memory_order_acquire);
+    if (r == 0) return;
+    if (r & kStealTaking) {  // a thief takes from local_ now: a few instructions, unless it was preempted
+      if (spins < 1024) __builtin_ia32_pause();
+      else std::this_thread::yield();
+      continue;
+    }
+    if (!steal_req_.compare_exchange_weak(r, 0, std::memory_order_acq_rel, std::memory_order_relaxed)) continue;
+    // The thief asked while we were in the scheduler: give it half of
+    // local_ (the newest, in their order), as it would have taken.
+    std::size_t n = (local_.size() + 1) / 2;
+    if (n == 0) return;
+    std::vector<Task*>& give = steal_buffer_;
+    give.resize(n);
+    for (std::size_t i = n; i-- > 0;) give[i] = local_.pop_back();
+    local_size_.store(local_.size(), std::memory_order_relaxed);
+    sched_.workers_[r - 1]->push_many(give.data(), n);
+    return;
+  }
+}
+
+void Worker::drain_queue() noexcept {
+  std::lock_guard lock(queue_lock_);
+  while (!queue_.empty()) local_.push_back(queue_.pop_front());
+  queue_size_.store(0, std::memory_order_relaxed);
+  local_size_.store(local_.size(), std::memory_order_relaxed);
 }
 
 __attribute__((always_inline)) inline Task* Worker::pick_next() noexcept {
@@ -226,6 +305,12 @@ __attribute__((always_inline)) inline Task* Worker::pick_next() noexcept {
     return next;
   }
   runnext_streak_ = 0;
+  if (!local_.empty()) {  // queued before anything in queue_
+    Task* t = local_.pop_front();
+    local_size_.store(local_.size(), std::memory_order_relaxed);
+    dequeues_.store(dequeues_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return t;
+  }
   if (queue_size_.load(std::memory_order_relaxed) != 0) {
     std::lock_guard lock(queue_lock_);
     if (!queue_.empty()) {
@@ -242,20 +327,22 @@ __attribute__((always_inline)) inline Task* Worker::pick_next() noexcept {
   return nullptr;
 }
 
-void Worker::push(Task* task) noexcept {
+void Worker::push(Task* task) noexcept { push_many(&task, 1); }
+
+void Worker::push_many(Task* const* tasks, std::size_t n) noexcept {
   std::size_t size;
   {
     std::lock_guard lock(queue_lock_);
-    queue_.push_back(task);
+    for (std::size_t i = 0; i < n; ++i) queue_.push_back(tasks[i]);
     size = queue_.size();
     queue_size_.store(size, std::memory_order_relaxed);
   }
   if (t_worker != this) {  // no switch here: a plain TLS read is safe
     make_busy();
-    // From a thread (main, a thread_process): if the owner is busy, the
-    // task may wait behind a process that never parks; wake an idle worker,
-    // which steals it if the owner makes no progress.
-    if (!notify() && size == 1 && !spinning_.load(std::memory_order_relaxed)) sched_.wake_idle_worker(this, 1);
+    // From a thread (main, a thread_process) or another worker: if the
+    // owner is busy, the task may wait behind a process that never parks;
+    // wake an idle worker, which steals it if the owner makes no progress.
+    if (!notify() && size == n && !spinning_.load(std::memory_order_relaxed)) sched_.wake_idle_worker(this, 1);
   }
   if (size >= 2) sched_.wake_idle_worker(this, size - 1);  // a backlog: let sleeping workers come and steal
 }
@@ -268,6 +355,35 @@ std::size_t Worker::steal_into(std::vector<Task*>& out) noexcept {
   }
   queue_size_.store(queue_.size(), std::memory_order_relaxed);
   queue_lock_.unlock();
+  return n;
+}
+
+std::size_t Worker::steal_local_into(std::vector<Task*>& out, unsigned thief) noexcept {
+  if (local_size_.load(std::memory_order_relaxed) == 0) return 0;
+  const std::uint32_t me = thief + 1;
+  // Ask (or take over another thief's unanswered request, so a thief that
+  // went elsewhere blocks nobody): the owner gives us half of local_ at its
+  // next switch unless we can take it ourselves below.
+  std::uint32_t r = steal_req_.load(std::memory_order_relaxed);
+  if ((r & kStealTaking) || !steal_req_.compare_exchange_strong(r, me, std::memory_order_seq_cst, std::memory_order_relaxed))
+    return 0;
+  // SYNC POINT: steal_req_ then phase_ (Dekker with Worker::enter, which
+  // stores phase_ then reads steal_req_ with only a compiler barrier:
+  // membarrier runs a full barrier on every thread of the process).
+  if (asymmetric_ && ::syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) return 0;
+  // SYNC POINT: acquire pairs with the release in Worker::leave(): the
+  // owner's last changes to local_ are visible.
+  if (phase_.load(std::memory_order_seq_cst) & 1) return 0;  // at a switch: it answers at the next one
+  std::uint32_t asked = me;
+  if (!steal_req_.compare_exchange_strong(asked, me | kStealTaking, std::memory_order_acquire,
+                                          std::memory_order_relaxed))
+    return 0;  // the owner answered meanwhile (the tasks are on their way to our queue)
+  std::size_t n = (local_.size() + 1) / 2;
+  for (std::size_t i = 0; i < n; ++i) out.push_back(local_.pop_back());
+  local_size_.store(local_.size(), std::memory_order_relaxed);
+  // SYNC POINT: release pairs with the acquire loads of steal_req_ in
+  // Worker::enter and answer_steal: the owner sees local_ as we left it.
+  steal_req_.store(0, std::memory_order_release);
   return n;
 }
 
@@ -411,12 +527,16 @@ void Worker::run() {
       std::size_t v = (index_ + k) % seen.size();
       Worker& victim = *sched_.workers_[v];
       std::uint64_t d = victim.dequeues_.load(std::memory_order_relaxed);
-      if (victim.queue_size_.load(std::memory_order_relaxed) != 0 && d == seen[v]) stolen = steal_from(victim);
+      if (victim.has_queued() && d == seen[v]) stolen = steal_from(victim);
       seen[v] = d;
     }
     return stolen;
   };
   while (!stop_.load(std::memory_order_acquire)) {
+    // The loop counts as in the scheduler (phase_ odd): answer a request
+    // made while we ran tasks.
+    if (steal_req_.load(std::memory_order_acquire) != 0) [[unlikely]]
+      answer_steal();
 #if defined(CSP_FORK_GATE)
     if (sched_.fork_gate_.load(std::memory_order_acquire) != 0) [[unlikely]] {
       wait_at_fork_gate(sched_);
@@ -430,7 +550,7 @@ void Worker::run() {
     // Nothing to do: fire timers, poll fds, spin a little, then sleep.
     run_timers();
     if (fd_count_.load(std::memory_order_relaxed) != 0) poll_fds(0);
-    if (runnext_.load(std::memory_order_relaxed) || queue_size_.load(std::memory_order_relaxed)) continue;
+    if (runnext_.load(std::memory_order_relaxed) || has_queued()) continue;
     Task* stolen = nullptr;
     bool found = false;
     auto now = Clock::now();
@@ -489,7 +609,8 @@ void Worker::run() {
     constexpr int kBusyNapMs = 2;
     for (auto& other : sched_.workers_) {
       if (other.get() == this) continue;
-      if (other->queue_size_.load(std::memory_order_seq_cst) != 0) {
+      if (other->queue_size_.load(std::memory_order_seq_cst) != 0 ||
+          other->local_size_.load(std::memory_order_relaxed) != 0) {
         timeout = timeout < 0 ? 1 : std::min(timeout, 1);
         break;
       }
@@ -509,10 +630,8 @@ void Worker::run() {
 Task* Worker::steal_from(Worker& victim) noexcept {
   std::vector<Task*>& stolen = steal_buffer_;  // reused: a steal allocates only while it grows
   stolen.clear();
-  if (victim.steal_into(stolen) == 0) return nullptr;
-  for (Task* t : stolen) {  // a yielder may still be switching out on the victim
-    while (t->state_.load(std::memory_order_acquire) == kYielding) __builtin_ia32_pause();
-  }
+  // queue_ first: cheaper, and its tasks were queued after local_'s.
+  if (victim.steal_into(stolen) == 0 && victim.steal_local_into(stolen, index_) == 0) return nullptr;
   Task* next = stolen.back();
   stolen.pop_back();
   if (!stolen.empty()) {
@@ -522,7 +641,7 @@ Task* Worker::steal_from(Worker& victim) noexcept {
   }
   // Work is left over somewhere: pass the wake-up on to another sleeper.
   for (auto& w : sched_.workers_) {
-    if (w->queue_size_.load(std::memory_order_relaxed) != 0) {
+    if (w->has_queued()) {
       sched_.wake_idle_worker(this);
       break;
     }
@@ -539,6 +658,10 @@ Scheduler::Scheduler(const Config& config) : config_(config) {
 Scheduler::~Scheduler() = default;
 
 void Scheduler::start() {
+  // Lets yield() queue on its own worker without a read-modify-write (see
+  // Worker::enter); without membarrier, enter() fences instead.
+  membarrier_ = ::syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  for (auto& w : workers_) w->asymmetric_ = membarrier_;
   for (auto& w : workers_) {
     w->idle_counted_.store(false);
     live_.fetch_add(1);
@@ -627,7 +750,9 @@ void Scheduler::check_deadlock_locked(std::vector<Waiter*>& to_wake) noexcept {
   std::lock_guard lock(registry_mutex_);
   if (live_.load(std::memory_order_acquire) != 0) return;
   for (auto& w : workers_) {
-    if (w->runnext_.load(std::memory_order_relaxed) || w->queue_size_.load(std::memory_order_acquire)) return;
+    if (w->runnext_.load(std::memory_order_relaxed) || w->queue_size_.load(std::memory_order_acquire) ||
+        w->local_size_.load(std::memory_order_acquire))
+      return;
   }
   std::ostringstream report;
   std::vector<Waiter*> to_break;
@@ -717,6 +842,7 @@ __attribute__((always_inline)) inline void park_task(Task* self) noexcept {
   if (!StackPool::intact(self->stack_)) [[unlikely]]
     stack_overflow(self);
   self->switching_ = Task::Switch::park;
+  w->enter();
   switch_to(w, self, w->pick_next());
 }
 
@@ -880,28 +1006,32 @@ const char* this_process_name() noexcept {
 }
 
 void yield() {
-  detail::Task* self = detail::current_task();
+  detail::Worker* w = detail::current_worker();
+  detail::Task* self = w ? w->current_ : nullptr;  // its worker_ is w
   if (!self) {
     std::this_thread::yield();
     return;
   }
-  detail::Worker* w = self->worker_;
   w->poll_due();
+  // No lock and no read-modify-write: the next task and our place at the
+  // back come from local_, which only this thread touches while in the
+  // scheduler (see Worker::enter).
+  w->enter();
+  // What others queued meanwhile goes ahead of us (FIFO).
+  if (w->queue_size_.load(std::memory_order_relaxed) != 0) [[unlikely]]
+    w->drain_queue();
   detail::Task* next = w->runnext_.load(std::memory_order_relaxed);
-  {
-    // One critical section takes the next task and queues ourselves.
-    std::lock_guard lock(w->queue_lock_);
-    if (next) {
-      w->runnext_.store(nullptr, std::memory_order_relaxed);
-    } else if (w->queue_.empty()) {
-      return;  // nobody else is ready
-    } else {
-      next = w->queue_.pop_front();
-      w->dequeues_.store(w->dequeues_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    }
-    self->state_.store(detail::kYielding, std::memory_order_relaxed);
-    w->queue_.push_back(self);
-    w->queue_size_.store(w->queue_.size(), std::memory_order_relaxed);
+  if (next) {
+    w->runnext_.store(nullptr, std::memory_order_relaxed);
+    w->local_.push_back(self);
+    w->local_size_.store(w->local_.size(), std::memory_order_relaxed);
+  } else if (w->local_.empty()) {
+    w->leave();
+    return;  // nobody else is ready
+  } else {
+    next = w->local_.pop_front();
+    w->local_.push_back(self);  // the size stays
+    w->dequeues_.store(w->dequeues_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   self->switching_ = detail::Task::Switch::yield;
   detail::switch_to(w, self, next);

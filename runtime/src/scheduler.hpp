@@ -3,8 +3,16 @@
 //
 // Invariants
 // - A task is in at most one of: running on a worker (`Worker::current_`),
-//   a worker's `runnext_` slot, a worker's `queue_`, or parked. Its
-//   `ctx_` holds its continuation exactly while it is not running.
+//   a worker's `runnext_` slot, a worker's `queue_` or `local_`, or parked.
+//   Its `ctx_` holds its continuation exactly while it is not running.
+// - `local_` (the yielded processes, and what a yield moved from `queue_`)
+//   belongs to its worker's thread while `phase_` is odd (the thread is in
+//   the scheduler: from a switch point until the next task runs, and in the
+//   loop), with no lock. A thief takes from it only while `phase_` is even,
+//   after it announced itself in `steal_req_` and ran an asymmetric barrier
+//   (membarrier); the owner reads `steal_req_` after making `phase_` odd, so
+//   one of them always sees the other (see Worker::enter, steal_local_into).
+//   Everything in `local_` was queued before everything in `queue_`.
 // - A task is made runnable only after its continuation has been saved:
 //   after_switch() on the far side of its switch stores kParked (release),
 //   and unpark() waits for kParked (acquire) before scheduling it. Only the
@@ -72,7 +80,7 @@ class Parker {
   Parker* reg_next_ = nullptr;
 };
 
-enum : std::uint32_t { kRunning = 0, kParked = 2, kYielding = 3 };
+enum : std::uint32_t { kRunning = 0, kParked = 2 };
 
 /// A coroutine process.
 class Task final : public Parker {
@@ -86,9 +94,6 @@ class Task final : public Parker {
   Latch* latch_ = nullptr;               // told when the process finishes
   Stack stack_;                          // its stack (canary checked at switches)
   enum class Switch : std::uint8_t { park, yield, die } switching_ = Switch::park;
-  // A yielding task is queued before it has switched out (one lock instead
-  // of two); its state is kYielding until after_switch saved its context,
-  // and a thief that steals it waits for that.
   bool self_notified_ = false;           // unparked by itself while parking (owner only)
 #if defined(CSP_ASAN)
   void* asan_fake_stack_ = nullptr;
@@ -109,25 +114,28 @@ class ThreadParker final : public Parker {
 /// A growable ring of task pointers (a run queue). Not synchronised.
 class TaskRing {
  public:
-  TaskRing() : slots_(64) {}
+  TaskRing() : slots_(64), mask_(63) {}
   [[nodiscard]] bool empty() const noexcept { return head_ == tail_; }
   [[nodiscard]] std::size_t size() const noexcept { return tail_ - head_; }
   void push_back(Task* t) {
-    if (size() == slots_.size()) grow();
-    slots_[tail_++ & (slots_.size() - 1)] = t;
+    if (size() > mask_) [[unlikely]]
+      grow();
+    slots_[tail_++ & mask_] = t;
   }
-  Task* pop_front() noexcept { return slots_[head_++ & (slots_.size() - 1)]; }
-  Task* pop_back() noexcept { return slots_[--tail_ & (slots_.size() - 1)]; }
+  Task* pop_front() noexcept { return slots_[head_++ & mask_]; }
+  Task* pop_back() noexcept { return slots_[--tail_ & mask_]; }
 
  private:
-  void grow() {
+  __attribute__((noinline)) void grow() {
     std::vector<Task*> bigger(slots_.size() * 2);
-    for (std::size_t i = head_, j = 0; i != tail_; ++i, ++j) bigger[j] = slots_[i & (slots_.size() - 1)];
+    for (std::size_t i = head_, j = 0; i != tail_; ++i, ++j) bigger[j] = slots_[i & mask_];
     tail_ = size();
     head_ = 0;
     slots_.swap(bigger);
+    mask_ = slots_.size() - 1;
   }
   std::vector<Task*> slots_;  // power-of-two sized
+  std::size_t mask_;          // slots_.size() - 1
   std::size_t head_ = 0;      // next to pop (monotonic; masked on access)
   std::size_t tail_ = 0;      // next free
 };
@@ -150,17 +158,37 @@ class Worker {
   void start();
   void run();  // the worker thread's loop
 
-  /// Next task to run on this worker, or null. Owner thread only.
+  /// Next task to run on this worker, or null. Owner thread only, in the
+  /// scheduler (phase_ odd).
   Task* pick_next() noexcept;
   /// Fires due timers and ready fds now and then (every 64 calls) while
   /// the worker is busy. Owner thread only.
   void poll_due() noexcept;
+  void poll_due_now() noexcept;
+  /// A running task enters the scheduler (phase_ odd; local_ is the owner's
+  /// from here) and answers a thief's request. Owner thread only.
+  void enter() noexcept;
+  /// Back to the running task without a switch (phase_ even).
+  void leave() noexcept;
+  /// Gives half of local_ to the thief that asked, or waits for a thief
+  /// taking from local_. Owner thread only, phase_ odd.
+  void answer_steal() noexcept;
+  /// Moves queue_ to the back of local_. Owner thread only, phase_ odd.
+  void drain_queue() noexcept;
   /// Queues at the back (any thread).
   void push(Task* task) noexcept;
+  void push_many(Task* const* tasks, std::size_t n) noexcept;
   /// Takes up to half of this worker's queue into `out` (thieves).
   std::size_t steal_into(std::vector<Task*>& out) noexcept;
-  /// Steals half of `victim`'s queue; returns one to run (others queued here).
+  /// Takes up to half of this worker's local_ into `out` if its owner runs a
+  /// task, else asks the owner to give some at its next switch (thieves).
+  std::size_t steal_local_into(std::vector<Task*>& out, unsigned thief) noexcept;
+  /// Steals half of `victim`'s queue (or local_); returns one to run (others
+  /// queued here).
   Task* steal_from(Worker& victim) noexcept;
+  [[nodiscard]] bool has_queued() const noexcept {
+    return queue_size_.load(std::memory_order_relaxed) != 0 || local_size_.load(std::memory_order_relaxed) != 0;
+  }
   /// Wakes the worker if it sleeps in epoll; false if it did not sleep or
   /// another waker already woke it.
   bool notify() noexcept;
@@ -185,9 +213,19 @@ class Worker {
   unsigned runnext_streak_ = 0;          // consecutive runnext picks (fairness)
   unsigned tick_ = 0;                    // picks since the last timer check
   SpinLock queue_lock_;                  // guards queue_
-  TaskRing queue_;                       // stealable FIFO of ready tasks
+  TaskRing queue_;                       // FIFO of ready tasks queued by anyone (stealable)
   std::atomic<std::size_t> queue_size_{0};
-  std::atomic<std::uint64_t> dequeues_{0};   // tasks taken from queue_ by the owner (thieves watch progress)
+  std::atomic<std::uint64_t> dequeues_{0};   // tasks taken from queue_ or local_ by the owner (thieves watch progress)
+  // The owner's own FIFO of ready tasks, ahead of queue_: yield() queues
+  // there without a lock or a read-modify-write (see the invariants).
+  TaskRing local_;
+  std::atomic<std::size_t> local_size_{0};  // local_.size() for thieves (a hint)
+  std::atomic<std::uint64_t> phase_{1};     // odd: the owner thread is in the scheduler
+  // 0, or thief index + 1 (a request, answered at the owner's next switch),
+  // with kStealTaking while that thief takes from local_.
+  std::atomic<std::uint32_t> steal_req_{0};
+  static constexpr std::uint32_t kStealTaking = 1u << 31;
+  bool asymmetric_ = false;              // thieves run membarrier; else enter() fences
   std::atomic<bool> sleeping_{false};    // in epoll_wait (or about to be)
   std::atomic<bool> spinning_{false};    // idle, looking for work before it sleeps
   std::vector<Task*> steal_buffer_;      // steal_from's scratch (owner thread only)
@@ -246,9 +284,38 @@ struct Scheduler {
   // themselves in fork_parked_.
   std::atomic<std::uint32_t> fork_gate_{0};
   std::atomic<unsigned> fork_parked_{0};
+  bool membarrier_ = false;                  // MEMBARRIER_CMD_PRIVATE_EXPEDITED is registered
 };
 
 inline constexpr std::int64_t kSource = std::int64_t{1} << 32;
+
+__attribute__((always_inline)) inline void Worker::poll_due() noexcept {
+  if (timer_count_.load(std::memory_order_relaxed) + fd_count_.load(std::memory_order_relaxed) != 0) [[unlikely]]
+    poll_due_now();
+}
+
+__attribute__((always_inline)) inline void Worker::enter() noexcept {
+  const std::uint64_t odd = phase_.load(std::memory_order_relaxed) + 1;
+  if (asymmetric_) [[likely]] {
+    phase_.store(odd, std::memory_order_relaxed);
+    // Keeps the load below after the store in the compiler. The CPU may
+    // still let the load pass the store; a thief's membarrier, between its
+    // request and its read of phase_, rules that out.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    phase_.exchange(odd, std::memory_order_seq_cst);  // a full barrier instead
+  }
+  // SYNC POINT: phase_ odd then steal_req_ (Dekker with steal_local_into,
+  // which stores steal_req_ then reads phase_): either the thief sees us in
+  // the scheduler and keeps off local_, or we see its request here.
+  if (steal_req_.load(std::memory_order_seq_cst) != 0) [[unlikely]]
+    answer_steal();
+}
+
+__attribute__((always_inline)) inline void Worker::leave() noexcept {
+  // SYNC POINT: release pairs with the acquire of phase_ in steal_local_into().
+  phase_.store(phase_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
 
 /// The running scheduler, started on first use.
 Scheduler& scheduler();

@@ -143,6 +143,122 @@ TEST(Scheduler, YieldLetsAnotherProcessOnTheSameWorkerRun) {
   EXPECT_TRUE(ok);
 }
 
+TEST(Scheduler, YieldIsRoundRobinAmongTheReadyProcesses) {
+  if (csp::worker_count() != 1) GTEST_SKIP() << "the order is only defined on one worker (the ctest run with CSP_WORKERS=1)";
+  // Four processes on one worker step and yield in turn: after a yield,
+  // every other ready process runs once before the yielder runs again.
+  constexpr int kProcs = 4;
+  constexpr int kSteps = 1000;
+  // Started from a process, so all are queued before the first one runs.
+  std::vector<int> order;
+  order.reserve(kProcs * kSteps);
+  csp::Parallel([&order] {
+    std::vector<csp::Process<void>> procs;
+    for (int id = 0; id < kProcs; ++id)
+      procs.push_back(csp::process([&order, id] {
+        for (int k = 0; k < kSteps; ++k) {
+          order.push_back(id);  // one worker: no two processes run at once
+          csp::yield();
+        }
+      }));
+    csp::Parallel(std::move(procs));
+  });
+  ASSERT_EQ(order.size(), static_cast<std::size_t>(kProcs * kSteps));
+  for (std::size_t i = 0; i < order.size(); ++i)
+    ASSERT_EQ(order[i], static_cast<int>(i % kProcs)) << "step " << i << " broke the round robin";
+}
+
+TEST(Scheduler, YieldRunsWhatWasQueuedMeanwhileFirst) {
+  if (csp::worker_count() != 1) GTEST_SKIP() << "the order is only defined on one worker (the ctest run with CSP_WORKERS=1)";
+  // Two processes yield to each other; one of them starts a third. The
+  // third was queued before the starter yields again, so it runs before the
+  // starter's next step, and the other yielder runs in between as well.
+  std::vector<std::string> log;
+  csp::Parallel([&log] {
+    csp::Parallel(
+        [&] {
+          log.push_back("a1");
+          csp::yield();
+          log.push_back("a2");
+          auto child = csp::Spawn([&] { log.push_back("child"); });
+          csp::yield();
+          log.push_back("a3");
+          child.join();
+        },
+        [&] {
+          for (int k = 1; k <= 3; ++k) {
+            log.push_back("b" + std::to_string(k));
+            csp::yield();
+          }
+        });
+  });
+  const std::vector<std::string> expected{"a1", "b1", "a2", "b2", "child", "a3", "b3"};
+  EXPECT_EQ(log, expected);
+}
+
+TEST(Scheduler, IdleWorkersStealYieldedProcessesFromABusyOne) {
+  if (csp::worker_count() < 2) GTEST_SKIP() << "stealing needs at least 2 workers (the ctest run with CSP_WORKERS=4)";
+  // Children yield once on their parent's worker (they wait there in its
+  // run queue), then the parent keeps that worker busy without yielding
+  // until all children finished: they can only finish if other workers
+  // take the yielded processes.
+  constexpr int children = 16;
+  auto [result] = csp::Parallel([] {
+    const int home = csp::this_worker();
+    std::atomic<int> yielded{0};
+    std::atomic<int> done{0};
+    std::atomic<int> resumed_home{0};
+    std::vector<csp::Spawned<void>> handles;
+    for (int i = 0; i < children; ++i)
+      handles.push_back(csp::Spawn([&] {
+        ++yielded;
+        csp::yield();
+        if (csp::this_worker() == home) ++resumed_home;
+        ++done;
+      }));
+    // Let the children run up to their yield (here, unless stolen first),
+    // then never yield again until they are done.
+    csp::yield();
+    bool all_done = spin_until([&] { return done.load() == children; });
+    for (auto& h : handles) h.join();
+    return std::make_pair(all_done, resumed_home.load());
+  });
+  EXPECT_TRUE(result.first) << "yielded processes queued on a busy worker were never stolen";
+  EXPECT_EQ(result.second, 0) << "a child resumed on the busy worker while its parent never yielded";
+}
+
+TEST(Scheduler, YieldingProcessesOnBusyWorkersAllFinish) {
+  // Many processes yield in a loop and now and then spin a little without
+  // yielding, so idle workers steal yielded processes, and owners hand
+  // them over at their switches, while their workers keep switching.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  constexpr long kYields = 2000;
+#else
+  constexpr long kYields = 20000;
+#endif
+  const int procs_count = 4 * static_cast<int>(csp::worker_count()) + 2;
+  std::atomic<long> total{0};
+  std::vector<csp::Process<long>> procs;
+  for (int p = 0; p < procs_count; ++p)
+    procs.push_back(csp::process([&total, p] {
+      long mine = 0;
+      for (long k = 0; k < kYields; ++k) {
+        if ((k + p) % 512 == 0) {
+          const auto until = Clock::now() + 20us;
+          while (Clock::now() < until) {
+          }
+        }
+        ++mine;
+        total.fetch_add(1, std::memory_order_relaxed);
+        csp::yield();
+      }
+      return mine;
+    }));
+  auto counts = csp::Parallel(std::move(procs));
+  for (long c : counts) EXPECT_EQ(c, kYields);
+  EXPECT_EQ(total.load(), kYields * procs_count);
+}
+
 TEST(Scheduler, YieldOutsideAProcessReturns) {
   csp::yield();  // main: a thread yield
   auto [r] = csp::Parallel(csp::thread_process([] {
