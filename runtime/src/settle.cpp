@@ -19,7 +19,7 @@ std::atomic<std::size_t> g_unsettled_contexts{0};
 namespace {
 
 struct Entry {
-  const Parker* context;
+  const void* context;  // a coroutine's parker, or a thread's tag
   std::shared_ptr<Settleable> on;  // keeps the connection alive until settled
   std::uint64_t ticket;
 };
@@ -34,10 +34,19 @@ Registry& registry() {
   return *r;
 }
 
+/// The calling context, without starting the runtime: a thread that never
+/// blocked has no parker yet (an os_process child's main thread runs
+/// without workers, and must not start them just to be told apart).
+const void* current_context() noexcept {
+  if (in_coroutine()) return current_parker();
+  thread_local const char tag = 0;
+  return &tag;
+}
+
 }  // namespace
 
 void settle_writes_slow(const Settleable* keep) {
-  const Parker* self = current_parker();
+  const void* self = current_context();
   Registry& r = registry();
   Entry mine{nullptr, nullptr, 0};
   {
@@ -53,7 +62,7 @@ void settle_writes_slow(const Settleable* keep) {
 }
 
 void note_unsettled(std::shared_ptr<Settleable> on, std::uint64_t ticket) {
-  const Parker* self = current_parker();
+  const void* self = current_context();
   Registry& r = registry();
   std::lock_guard guard(r.lock);
   auto it = std::find_if(r.entries.begin(), r.entries.end(), [&](const Entry& e) { return e.context == self; });

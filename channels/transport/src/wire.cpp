@@ -101,6 +101,14 @@ bool FrameReader::fill(ByteStream& stream, std::size_t want, Deadline deadline, 
   return true;
 }
 
+bool FrameReader::has_frame() const noexcept {
+  if (partial_) return false;
+  const std::size_t have = end_ - begin_;
+  if (have < csp::detail::frame_header_size) return false;
+  const std::size_t length = csp::detail::frame_bytes::load_u32(buffer_.data() + begin_ + 8);
+  return have >= csp::detail::frame_header_size + length;
+}
+
 FrameReader::Result FrameReader::next(ByteStream& stream, Deadline deadline, csp::detail::Frame& frame,
                                       bool streaming) {
   if (partial_) {
@@ -422,7 +430,8 @@ bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
       bool pipelined;
       {
         std::lock_guard lock(state_);
-        pipelined = piped_answered_ < piped_sent_ && h.sequence == piped_seq_[piped_answered_ % kMaxPipelined];
+        pipelined = piped_answered_ < piped_sent_ && h.kind == FrameKind::write_ack &&
+                    ((h.flags & kAckBatch) || h.sequence == piped_seq_[piped_answered_ % kMaxPipelined]);
       }
       if (pipelined) {
         std::span<const std::byte> bytes = frame.payload;
@@ -492,6 +501,12 @@ bool ClientCore::take_pipelined_answer(const FrameHeader& h, std::span<const std
                          " in answer to a pipelined WRITE");
   const auto status = static_cast<Status>(h.flags & kStatusMask);
   if (status > Status::error) throw TransportError("csp: " + peer_ + ": reply with unknown status " + std::to_string(h.flags));
+  std::uint64_t count = 1;
+  if (h.flags & kAckBatch) {
+    if (payload.size() < 8 || status != Status::ok)
+      throw TransportError("csp: " + peer_ + ": malformed batched WRITE_ACK");
+    count = ByteReader(payload.first(8)).get_u64();
+  }
   std::string message;
   if (status == Status::error) message = csp::detail::decode_hello_nak(payload);
   else if (status == Status::timeout) message = "csp: " + peer_ + ": a pipelined write timed out at the home";
@@ -499,8 +514,12 @@ bool ClientCore::take_pipelined_answer(const FrameHeader& h, std::span<const std
   bool mine = false;
   {
     std::lock_guard lock(state_);
-    ++piped_answered_;
-    --piped_reserved_;
+    if (count == 0 || count > piped_sent_ - piped_answered_ ||
+        h.sequence != piped_seq_[(piped_answered_ + count - 1) % kMaxPipelined])
+      throw TransportError("csp: " + peer_ + ": a WRITE_ACK answers " + std::to_string(count) +
+                           " pipelined writes that were not sent (sequence " + std::to_string(h.sequence) + ")");
+    piped_answered_ += count;
+    piped_reserved_ -= static_cast<unsigned>(count);
     if (status != Status::ok && piped_failure_.load(std::memory_order_relaxed) == Status::ok) {
       piped_message_ = std::move(message);
       piped_failure_.store(status == Status::timeout ? Status::error : status, std::memory_order_release);

@@ -168,6 +168,7 @@ class ChannelServer {
 
   Outcome loop(FrameReader& in, csp::detail::Frame& frame) {
     for (;;) {
+      if (acks_owed_ != 0 && !in.has_frame()) send_owed_acks();  // before the reader may wait
       auto r = in.next(*stream_, csp::detail::forever, frame, /*streaming=*/true);
       if (r == FrameReader::Result::eof) {
         end_reason_ = "csp: " + options_.peer + " closed the connection without CLOSE";
@@ -292,9 +293,17 @@ class ChannelServer {
     std::optional<T> got;
     std::string error;
     if (attempt(job, csp::detail::Clock::now(), status, got, error)) {
+      if (status == Status::ok) {  // answered in a batch (wire.hpp)
+        ++acks_owed_;
+        acks_owed_seq_ = job.seq;
+        if (acks_owed_ >= kMaxPipelined / 4) send_owed_acks();
+        return;
+      }
+      send_owed_acks();
       reply(job, status, got, error);
       return;
     }
+    send_owed_acks();  // the drain's answers come after these
     job.deadline = csp::detail::forever;
     pool_lock_.lock();
     piped_busy_ = true;
@@ -303,6 +312,17 @@ class ChannelServer {
     Job drain;
     drain.drain = true;
     dispatch(std::move(drain));
+  }
+
+  /// Answers the pipelined writes performed at once but not answered yet.
+  void send_owed_acks() {
+    if (acks_owed_ == 0) return;
+    const std::uint64_t count = std::exchange(acks_owed_, 0);
+    try {
+      send([&](OutFrame& f) { build_frame(f, FrameKind::write_ack, acks_owed_seq_, kAckBatch, &count); });
+    } catch (const TransportError&) {
+      // The remote is gone; the reader sees the broken stream and cleans up.
+    }
   }
 
   /// Performs queued pipelined writes in order until the queue is empty.
@@ -549,6 +569,8 @@ class ChannelServer {
   std::size_t busy_ = 0;                  // executors performing an operation
   bool stopping_ = false;                 // no executor parks again
   std::deque<Job> piped_queue_;           // pipelined writes waiting their turn (at most kMaxPipelined)
+  std::uint64_t acks_owed_ = 0;           // pipelined writes done by the reader, not answered yet (reader only)
+  std::uint32_t acks_owed_seq_ = 0;       // the sequence of the last of them
   bool piped_busy_ = false;               // an executor drains piped_queue_ (then new ones queue)
   bool piped_active_ = false;             // the drain performs a pipelined write now
   csp::detail::Waiter* all_done_ = nullptr;  // the reader waiting for executors_ == 0

@@ -23,7 +23,9 @@
 //              pipelined writes of a connection one after another, in
 //              order, and answers each (WRITE_ACK, in that order). A remote
 //              has at most kMaxPipelined of them unanswered; more is a
-//              protocol error.
+//              protocol error. Answers ok may come batched: one WRITE_ACK
+//              with flag kAckBatch, payload u64 n, and the sequence of the
+//              last of the n oldest unanswered pipelined writes it answers.
 //   READ_REQ   payload u64 timeout. Reply READ_DATA: ok + encoded value,
 //              timeout, poisoned, retired, error(message).
 //   POISON     poisons the home channel. Reply POISON ok.
@@ -89,7 +91,8 @@ inline constexpr std::uint8_t kMemberJoin = 2;    // RETIRE flags: join (else le
 inline constexpr std::uint8_t kHelloNoAck = 1;    // HELLO flags: answer only a refusal
 inline constexpr std::uint8_t kWritePipelined = 1;  // WRITE flags: nobody waits for the reply
 inline constexpr std::uint8_t kAckBuffered = 0x80;  // WRITE_ACK flags: u64 capacity follows
-inline constexpr std::uint8_t kStatusMask = 0x7f;   // reply flags: the Status bits
+inline constexpr std::uint8_t kAckBatch = 0x40;     // WRITE_ACK flags: u64 count of pipelined writes answered ok
+inline constexpr std::uint8_t kStatusMask = 0x0f;   // reply flags: the Status bits
 inline constexpr unsigned kMaxPipelined = 64;       // unanswered pipelined writes per connection
 
 inline constexpr std::uint64_t kTimeoutForever = ~std::uint64_t{0};
@@ -144,6 +147,8 @@ class FrameReader {
   Result next(ByteStream& stream, Deadline deadline, csp::detail::Frame& frame, bool streaming = false);
   /// True while the last frame returned is partial.
   [[nodiscard]] bool partial() const noexcept { return partial_ != 0; }
+  /// True if next() would return a whole frame without reading the stream.
+  [[nodiscard]] bool has_frame() const noexcept;
   /// Buffers the rest of a partial frame; returns its whole payload.
   std::span<const std::byte> complete(ByteStream& stream);
   /// Buffers at least the first `n` payload bytes of a partial frame.
