@@ -73,7 +73,7 @@ namespace bctx = boost::context::detail;
 // place, as processes in a loop do, every return is predicted.
 extern "C" bctx::transfer_t csp_jump_fcontext(bctx::fcontext_t to, void* data) noexcept;
 asm(R"(
-	.text
+	.pushsection .text
 	.p2align 4
 	.globl csp_jump_fcontext
 	.hidden csp_jump_fcontext
@@ -103,6 +103,7 @@ csp_jump_fcontext:
 	movq %rax, %rdi
 	ret
 	.size csp_jump_fcontext, .-csp_jump_fcontext
+	.popsection
 )");
 inline bctx::transfer_t jump(bctx::fcontext_t to, void* data) noexcept { return csp_jump_fcontext(to, data); }
 #else
