@@ -292,16 +292,7 @@ void ClientCore::break_connection(std::string reason) noexcept {
     if (w->try_select(csp::detail::kWoken)) w->wake();
 }
 
-void ClientCore::send_frame(Build build, std::uint32_t seq) {
-  send_mutex_.lock();
-  OutFrame frame{out_};
-  try {
-    out_.clear();
-    build(frame, seq);  // may throw (a value over the frame limit): nothing was sent
-  } catch (...) {
-    send_mutex_.unlock();
-    throw;
-  }
+void ClientCore::write_built_locked(const OutFrame& frame) {
   try {
     if (frame.tail.size) {
       ConstBuffer parts[2] = {{out_.data(), out_.size()}, frame.tail};
@@ -314,6 +305,19 @@ void ClientCore::send_frame(Build build, std::uint32_t seq) {
     break_connection(e.what());
     throw;
   }
+}
+
+void ClientCore::send_frame(Build build, std::uint32_t seq) {
+  send_mutex_.lock();
+  OutFrame frame{out_};
+  try {
+    out_.clear();
+    build(frame, seq);  // may throw (a value over the frame limit): nothing was sent
+  } catch (...) {
+    send_mutex_.unlock();
+    throw;
+  }
+  write_built_locked(frame);
   send_mutex_.unlock();
 }
 
@@ -588,18 +592,7 @@ std::uint64_t ClientCore::send_pipelined(Build build, unsigned window) {
     ticket = ++piped_sent_;
     piped_seq_[(ticket - 1) % kMaxPipelined] = seq;
   }
-  try {
-    if (frame.tail.size) {
-      ConstBuffer parts[2] = {{out_.data(), out_.size()}, frame.tail};
-      stream_->write_all_v(parts, 2);
-    } else {
-      stream_->write_all(out_.data(), out_.size());
-    }
-  } catch (const TransportError& e) {
-    send_mutex_.unlock();
-    break_connection(e.what());
-    throw;
-  }
+  write_built_locked(frame);
   send_mutex_.unlock();
   return ticket;
 }

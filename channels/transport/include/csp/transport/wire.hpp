@@ -316,6 +316,9 @@ class ClientCore final : public csp::detail::Settleable {
     Pending* next = nullptr;
   };
   void send_frame(Build build, std::uint32_t seq);
+  /// Writes the frame built in out_ (send_mutex_ held); on failure unlocks
+  /// send_mutex_, breaks the connection and throws.
+  void write_built_locked(const OutFrame& frame);
   bool wait_reply(Pending& me, OnReply on_reply, Deadline deadline);
   bool lead(Pending& me, OnReply on_reply, Deadline deadline);
   void link(Pending& p);
