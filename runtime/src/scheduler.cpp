@@ -776,8 +776,23 @@ void Scheduler::check_deadlock_locked(std::vector<Waiter*>& to_wake) noexcept {
   std::string message = "csp: deadlock: all " + std::to_string(blocked) +
                         " processes are blocked and nothing can wake them:" + report.str();
   set_deadlock_message(message);
-  for (Waiter* w : to_break)
-    if (w->try_select(kDeadlock)) to_wake.push_back(w);
+  for (Waiter* w : to_break) {
+    if (SpinLock* guard = w->guard_) {
+      // Selected only under its channel's lock. That lock may be held by a
+      // thread not counted in live_ (one that never blocked): it lets go
+      // soon, unless it waits for registry_mutex_ to register itself, which
+      // it does only after making live_ non-zero: then this is no deadlock.
+      while (!guard->try_lock()) {
+        if (live_.load(std::memory_order_acquire) != 0) return;  // to_wake holds the ones selected so far
+        __builtin_ia32_pause();
+      }
+      bool won = w->select_locked(kDeadlock);
+      guard->unlock();
+      if (won) to_wake.push_back(w);
+    } else if (w->try_select(kDeadlock)) {
+      to_wake.push_back(w);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------

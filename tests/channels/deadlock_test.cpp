@@ -10,6 +10,7 @@
 #include <chrono>
 #include <csp/csp.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -96,6 +97,37 @@ TEST(Deadlock, ReadersWaitingForEachOther) {
     EXPECT_TRUE(contains(report, "to-bob")) << report;
     EXPECT_TRUE(contains(report, "read")) << report;
   }
+}
+
+TEST(Deadlock, ReportedWhileAnUncountedThreadKeepsTakingTheChannelsLock) {
+  // A plain blocking read or write is selected only under its channel's
+  // lock, so the detector takes that lock to break it. A thread that never
+  // blocks (not counted live) keeps taking the lock, by joining and leaving
+  // ends: the detector must still get it, report, and break the deadlock.
+  csp::Channel<int> a{"to-carol"}, b{"to-dave"};
+  std::atomic<bool> stop{false};
+  std::thread hammer([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      auto r = a.reader();
+      auto w = b.writer();
+    }
+  });
+  std::string report;
+  try {
+    csp::Parallel(csp::process([](csp::Reader<int> in, csp::Writer<int> out) { out.write(in.read()); },
+                               a.reader(), b.writer())
+                      .named("carol"),
+                  csp::process([](csp::Reader<int> in, csp::Writer<int> out) { out.write(in.read()); },
+                               b.reader(), a.writer())
+                      .named("dave"));
+  } catch (const csp::Deadlock& e) {
+    report = e.what();
+  }
+  stop.store(true);
+  hammer.join();
+  EXPECT_TRUE(contains(report, "carol")) << report;
+  EXPECT_TRUE(contains(report, "dave")) << report;
+  EXPECT_TRUE(contains(report, "to-carol")) << report;
 }
 
 TEST(Deadlock, BlockedSelectIsReported) {

@@ -25,7 +25,11 @@
 // - If readers_ holds a live op, the buffer is empty; if writers_ holds a
 //   live op, the buffer is full.
 // - An op's waiter is woken only after its value moved, by the winner of its
-//   try_select, and after the winner has dropped the lock.
+//   selection, and after the winner has dropped the lock.
+// - A blocking read/write without a deadline gives its Waiter `guard_ =
+//   &lock_`: every selection of it happens under lock_ (select_locked; the
+//   deadlock detector takes lock_ too), so no CAS is needed. Ops of
+//   alternations and timed waits have no guard and are selected by CAS.
 #pragma once
 
 #include <atomic>
@@ -216,6 +220,7 @@ class InprocChannel final : public ChannelImpl<T> {
       return std::nullopt;
     }
     Waiter w("read", this->name_);
+    if (deadline == forever) w.guard_ = &lock_;  // selected under lock_ only
     Op op{&w, kFirstGuard, &out};
     readers_.push_back(&op);
     lock_.unlock();
@@ -247,6 +252,7 @@ class InprocChannel final : public ChannelImpl<T> {
       return false;
     }
     Waiter w("write", this->name_);
+    if (deadline == forever) w.guard_ = &lock_;  // selected under lock_ only
     Op op{&w, kFirstGuard, &value};
     writers_.push_back(&op);
     lock_.unlock();
@@ -269,7 +275,7 @@ class InprocChannel final : public ChannelImpl<T> {
       out.emplace(buffer_.pop());
       // A writer blocked on the full buffer can now put its value in.
       while (Op* op = writers_.pop_front()) {
-        if (op->waiter_->try_select(op->token_)) {
+        if (op->waiter_->select_locked(op->token_)) {
           buffer_.push(std::move(*static_cast<T*>(op->slot_)));
           wake = op->waiter_;
           break;
@@ -278,7 +284,7 @@ class InprocChannel final : public ChannelImpl<T> {
       return Poll::ready;
     }
     while (Op* op = writers_.pop_front()) {
-      if (op->waiter_->try_select(op->token_)) {
+      if (op->waiter_->select_locked(op->token_)) {
         out.emplace(std::move(*static_cast<T*>(op->slot_)));  // direct hand-off
         wake = op->waiter_;
         return Poll::ready;
@@ -291,7 +297,7 @@ class InprocChannel final : public ChannelImpl<T> {
     if (poisoned_) return Poll::poisoned;
     if (retired(Side::reader)) return Poll::retired;
     while (Op* op = readers_.pop_front()) {
-      if (op->waiter_->try_select(op->token_)) {
+      if (op->waiter_->select_locked(op->token_)) {
         static_cast<std::optional<T>*>(op->slot_)->emplace(std::move(value));  // direct hand-off
         wake = op->waiter_;
         return Poll::ready;
@@ -357,7 +363,7 @@ class InprocChannel final : public ChannelImpl<T> {
     Op* won = nullptr;
     for (OpQueue* q : {&readers_, &writers_}) {
       while (Op* op = q->pop_front()) {
-        if (op->waiter_->try_select(token)) {
+        if (op->waiter_->select_locked(token)) {
           op->next_ = won;  // reuse the link: the op is ours until we wake it
           won = op;
         }

@@ -13,12 +13,19 @@
 // - The owner does not touch state the winner writes until wait() returns.
 // - A Waiter lives on its owner's stack and is unlinked from every queue
 //   before its owner's frame is left.
+// - A Waiter with a `guard_` (a blocking channel operation with no deadline:
+//   it sits in one channel's queue and nothing else can time it out) is
+//   selected only by a holder of *guard_ (the channel's lock): the channel
+//   selects it by select_locked(), a load and a store instead of a CAS, and
+//   the deadlock detector takes *guard_ around its try_select.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string_view>
+
+#include <csp/detail/spin_lock.hpp>
 
 namespace csp::detail {
 
@@ -59,6 +66,8 @@ struct Waiter {
   /// False for waits the deadlock detector must not break (joining
   /// children: they are reported, and they finish once their children do).
   bool deadlockable_ = true;
+  /// Non-null: `selected_` changes only under this lock (see the invariants).
+  SpinLock* guard_ = nullptr;
 
   Waiter() = default;
   Waiter(const char* what, std::string_view object, bool deadlockable = true) noexcept
@@ -73,6 +82,16 @@ struct Waiter {
     // half orders nothing either: the hand-off is published by wake().
     return selected_.compare_exchange_strong(expected, token, std::memory_order_acq_rel,
                                              std::memory_order_acquire);
+  }
+  /// try_select by a holder of *guard_ (or for any waiter by the only
+  /// possible selector): no read-modify-write needed.
+  bool select_locked(std::uintptr_t token) noexcept {
+    if (guard_ == nullptr) return try_select(token);
+    if (selected_.load(std::memory_order_relaxed) != kWaiting) return false;
+    // SYNC POINT: the release orders nothing the owner needs (the hand-off
+    // is published by wake()); every selector holds *guard_.
+    selected_.store(token, std::memory_order_release);
+    return true;
   }
   /// Wakes the owner; only the winner of try_select calls this.
   void wake() noexcept { unpark(parker_); }
