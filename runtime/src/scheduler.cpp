@@ -332,13 +332,18 @@ void Worker::push(Task* task) noexcept { push_many(&task, 1); }
 
 void Worker::push_many(Task* const* tasks, std::size_t n) noexcept {
   std::size_t size;
+  const bool foreign = t_worker != this;  // no switch here: a plain TLS read is safe
   {
     std::lock_guard lock(queue_lock_);
     for (std::size_t i = 0; i < n; ++i) queue_.push_back(tasks[i]);
     size = queue_.size();
-    queue_size_.store(size, std::memory_order_relaxed);
+    // SYNC POINT (foreign pushes): seq_cst store, then notify()'s seq_cst
+    // load of sleeping_; the owner stores sleeping_ then loads queue_size_
+    // (Dekker). A relaxed store here could still sit in this CPU's store
+    // buffer when both loads run, and the owner would sleep on our task.
+    queue_size_.store(size, foreign ? std::memory_order_seq_cst : std::memory_order_relaxed);
   }
-  if (t_worker != this) {  // no switch here: a plain TLS read is safe
+  if (foreign) {
     make_busy();
     // From a thread (main, a thread_process) or another worker: if the
     // owner is busy, the task may wait behind a process that never parks;
