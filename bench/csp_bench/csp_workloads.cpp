@@ -41,6 +41,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -180,23 +181,52 @@ double run_isolated(const std::function<double()>& body) {
 
 // ------------------------------------------------------------------ workloads
 
+// Where commstime's processes run: all four as coroutines; all four as
+// csp::thread_process threads; or Prefix and Consume as coroutines of the
+// measurement child while Delta and Succ each run in a csp::os_process of
+// their own, so three of the four channels (a, b, c) cross between the
+// parent and a child and d runs between the two children through its home.
+enum class Place { coroutine, thread, os_process };
+
+// One of commstime's processes, placed as `place` says; `movable` is false
+// for Prefix and Consume, which stay in the measurement child (Consume
+// holds the clock).
+template <class F, class... Args>
+csp::Process<void> place_process(Place place, bool movable, F&& f, Args&&... args) {
+  switch (place) {
+    case Place::thread:
+      return csp::thread_process(std::forward<F>(f), std::forward<Args>(args)...);
+    case Place::os_process:
+#if CSP_BENCH_HAVE_OS_PROCESS
+      if (movable) return csp::os_process(std::forward<F>(f), std::forward<Args>(args)...);
+#endif
+      [[fallthrough]];
+    case Place::coroutine:
+      break;
+  }
+  (void)movable;
+  return csp::process(std::forward<F>(f), std::forward<Args>(args)...);
+}
+
 // commstime: Prefix(0) -> a -> Delta -> {c -> Consume, d -> Succ}, Succ -> b
 // -> Prefix, unbuffered channels, sequential Delta (as the floors' baseline
 // and Boost.Fiber/Go peers). n + 1 loops; Consume times the last n (loop 0
 // is the warm-up), 4 communications each.
-double commstime(unsigned workers, std::uint64_t n) {
+double commstime(unsigned workers, Place place, std::uint64_t n) {
   csp::configure({.workers = workers});
   csp::Channel<std::uint64_t> a{"a"}, b{"b"}, c{"c"}, d{"d"};
   double t0 = 0, t1 = 0;
   csp::Parallel(
-      csp::process(
+      place_process(
+          place, false,
           [n](csp::Writer<std::uint64_t> out, csp::Reader<std::uint64_t> in) {  // Prefix
             out.write(0);
             for (std::uint64_t i = 0; i < n; ++i) out.write(in.read());
             if (in.read() != n + 1) throw std::runtime_error("commstime: wrong final value");
           },
           a.writer(), b.reader()),
-      csp::process(
+      place_process(
+          place, true,
           [n](csp::Reader<std::uint64_t> in, csp::Writer<std::uint64_t> out1,
               csp::Writer<std::uint64_t> out2) {  // Delta
             for (std::uint64_t i = 0; i <= n; ++i) {
@@ -206,12 +236,14 @@ double commstime(unsigned workers, std::uint64_t n) {
             }
           },
           a.reader(), c.writer(), d.writer()),
-      csp::process(
+      place_process(
+          place, true,
           [n](csp::Reader<std::uint64_t> in, csp::Writer<std::uint64_t> out) {  // Succ
             for (std::uint64_t i = 0; i <= n; ++i) out.write(in.read() + 1);
           },
           d.reader(), b.writer()),
-      csp::process(
+      place_process(
+          place, false,
           [n, &t0, &t1](csp::Reader<std::uint64_t> in) {  // Consume
             for (std::uint64_t i = 0; i <= n; ++i) {
               if (in.read() != i) throw std::runtime_error("commstime: value out of order");
@@ -402,16 +434,23 @@ void register_csp_workloads(Registry& reg) {
       // A thread parks in the kernel: its hop compares to the futex ring.
       {"thread", 0, true, "floor:shm-futex", "floor:shm-ring", "csp::thread_process on both sides"},
   };
+  // commstime carries 8-byte values: where it crosses threads or OS
+  // processes, it compares to that transport's ping-pong hop at the
+  // smallest size of the run (one communication costs about one hop).
+  const std::optional<std::size_t> hop_size =
+      reg.sizes().empty() ? std::nullopt : std::optional<std::size_t>(reg.sizes().front());
   for (const Inproc& t : inproc) {
-    if (t.on_thread) continue;
     const unsigned w = t.workers;
+    const Place place = t.on_thread ? Place::thread : Place::coroutine;
     reg.add({.workload = "commstime",
              .transport = t.transport,
              .metrics = {ns_per_comm()},
-             .floor = {"floor:fiber", "switch"},
-             .run = [w](std::uint64_t n) { return run_isolated([=] { return commstime(w, n); }); },
-             .n0 = 1000,
-             .note = std::string("Prefix/Delta/Succ/Consume, unbuffered; ") + t.what});
+             .floor = t.on_thread ? FloorRef{t.pingpong_floor, "pingpong", hop_size}
+                                  : FloorRef{"floor:fiber", "switch"},
+             .run = [w, place](std::uint64_t n) { return run_isolated([=] { return commstime(w, place, n); }); },
+             .n0 = t.on_thread ? std::uint64_t(10) : std::uint64_t(1000),
+             .note = std::string("Prefix/Delta/Succ/Consume, unbuffered; ") +
+                     (t.on_thread ? "each a csp::thread_process" : t.what)});
   }
   for (std::size_t s : reg.sizes()) {
     for (const Inproc& t : inproc) {
@@ -448,6 +487,24 @@ void register_csp_workloads(Registry& reg) {
   };
   const CrossProcess cross[] = {
       {"shm", "floor:shm-ring"}, {"pipe", "floor:pipe"}, {"unix", "floor:unix"}, {"tcp", "floor:tcp"}};
+  for (const CrossProcess& t : cross) {
+    const char* kind = t.transport;
+    reg.add({.workload = "commstime",
+             .transport = t.transport,
+             .metrics = {ns_per_comm()},
+             .floor = {t.floor, "pingpong", hop_size},
+             .run = [kind](std::uint64_t n) {
+               return run_isolated([=] {
+                 use_transport(kind);
+                 return commstime(0, Place::os_process, n);
+               });
+             },
+             .n0 = 10,
+             .note = std::string("Prefix/Delta/Succ/Consume, unbuffered; Delta and Succ each in a "
+                                 "csp::os_process, Prefix and Consume in the parent (home of every "
+                                 "channel), CSP_TRANSPORT=") +
+                     kind});
+  }
   for (std::size_t s : reg.sizes()) {
     for (const CrossProcess& t : cross) {
       const char* kind = t.transport;

@@ -24,12 +24,14 @@ the raw floor it is compared to, in one process run, and prints one table.
 Workloads
   commstime   Prefix -> Delta -> {Consume, Succ -> Prefix}, unbuffered channels;
               ns per communication; floor: a Boost.Context switch (floor:fiber)
+              in process, else the transport's ping-pong hop; over shm, pipe,
+              unix, tcp Delta and Succ each run in a csp::os_process
   pingpong    a message of SIZE bytes there and back; ns per hop (round trip / 2)
   stream      messages of SIZE bytes one way; msg/s and MB/s (MB = 10^6 bytes)
 Transports
   inproc-1w   coroutines, 1 worker thread          floors: floor:fiber, floor:memcpy
   inproc-Nw   coroutines, one worker per CPU       floor:  floor:shm-ring
-  thread      csp::thread_process (OS threads)     floor:  floor:shm-ring
+  thread      csp::thread_process (OS threads)     floors: floor:shm-futex, floor:shm-ring
   shm pipe unix tcp   csp::os_process children with CSP_TRANSPORT=<name>
                                                    floors: floor:shm-ring, floor:pipe,
                                                            floor:unix, floor:tcp

@@ -42,10 +42,11 @@ void Registry::add(Entry e) {
 const Entry* Registry::floor_of(const Entry& e) const {
   if (e.floor.transport.empty()) return nullptr;
   const std::string& wl = e.floor.workload.empty() ? e.workload : e.floor.workload;
+  const std::size_t size = e.floor.size.value_or(e.size);
   const Entry* sizeless = nullptr;
   for (const Entry& f : entries_) {
     if (f.transport != e.floor.transport || f.workload != wl) continue;
-    if (f.size == e.size) return &f;
+    if (f.size == size) return &f;
     if (f.size == 0) sizeless = &f;
   }
   return sizeless;

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,11 +40,13 @@ Metric mb_per_s(std::size_t size);
 std::vector<Metric> stream_metrics(std::size_t size);
 
 /// The floor an entry is compared to: the entry of transport `transport` and
-/// workload `workload` (empty: the same workload) at the same message size,
-/// or at size 0 when the floor does not depend on size.
+/// workload `workload` (empty: the same workload) at message size `size`
+/// (unset: the entry's own size), or at size 0 when the floor does not
+/// depend on size.
 struct FloorRef {
   std::string transport{};  ///< e.g. "floor:shm-ring"; empty: this entry is not compared
   std::string workload{};   ///< e.g. "switch" for commstime; empty: same workload
+  std::optional<std::size_t> size{};  ///< e.g. 8 for commstime over pipe; unset: the entry's size
 };
 
 /// One benchmark: `run(n)` performs n operations and returns the seconds of
