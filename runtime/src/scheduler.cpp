@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include <csp/error.hpp>
+#include <csp/trace.hpp>
 
 #if defined(CSP_ASAN)
 extern "C" void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom,
@@ -995,7 +996,10 @@ Config configuration() {
 void shutdown() {
   if (detail::current_worker()) throw Error("csp::shutdown: called from inside a process");
   detail::Scheduler* s = detail::scheduler_if_running();
-  if (!s) return;
+  if (!s) {
+    trace_flush();  // CSP_TRACE (csp/trace.hpp): an os_process child's events go to its parent now
+    return;
+  }
   // Join what this thread spawned, then stop the workers.
   if (detail::thread_parker_alive()) {
     detail::ThreadParker* self = detail::thread_parker();
@@ -1012,6 +1016,7 @@ void shutdown() {
   s->stop();
   detail::g_sched.store(nullptr);
   delete s;
+  trace_flush();  // CSP_TRACE (csp/trace.hpp): every process has finished
 }
 
 int this_worker() noexcept {

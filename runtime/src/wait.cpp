@@ -13,6 +13,7 @@
 #include <csp/runtime.hpp>
 
 #include "scheduler.hpp"
+#include "trace_hooks.hpp"
 
 namespace csp::detail {
 namespace {
@@ -74,7 +75,9 @@ std::uintptr_t wait_thread(ThreadParker* self, Waiter& w, Deadline deadline) {
 
 }  // namespace
 
-std::uintptr_t wait(Waiter& w, Deadline deadline) {
+namespace {
+
+inline std::uintptr_t wait_untraced(Waiter& w, Deadline deadline) {
   Parker* p = w.parker_;
   p->waiting_on_.store(&w, std::memory_order_release);
   std::uintptr_t token = p->kind_ == Parker::Kind::task
@@ -82,6 +85,21 @@ std::uintptr_t wait(Waiter& w, Deadline deadline) {
                              : wait_thread(static_cast<ThreadParker*>(p), w, deadline);
   p->waiting_on_.store(nullptr, std::memory_order_relaxed);
   return token;
+}
+
+__attribute__((noinline)) std::uintptr_t wait_traced(Waiter& w, Deadline deadline) {
+  const std::int64_t begin = trace_now_ns();
+  const std::uintptr_t token = wait_untraced(w, deadline);
+  trace_blocking(w.what_, w.object_, w.parker_, begin, token);
+  return token;
+}
+
+}  // namespace
+
+std::uintptr_t wait(Waiter& w, Deadline deadline) {
+  if (trace_active()) [[unlikely]]
+    return wait_traced(w, deadline);  // CSP_TRACE (csp/trace.hpp)
+  return wait_untraced(w, deadline);
 }
 
 // ---------------------------------------------------------------------------
@@ -142,16 +160,22 @@ bool wait_fd(int fd, std::uint32_t events, Deadline deadline, const char* what) 
   Task* self = current_task();
   if (!self) {
     pollfd p{fd, static_cast<short>(events), 0};
+    const bool traced = trace_active();  // CSP_TRACE (csp/trace.hpp): threads poll here, not in wait()
+    const std::int64_t begin = traced ? trace_now_ns() : 0;
+    auto done = [&](bool ready) {
+      if (traced) trace_blocking(what, {}, current_parker(), begin, ready ? kWoken : kTimedOut);
+      return ready;
+    };
     for (;;) {
       int timeout = -1;
       if (deadline != forever) {
         auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
-        if (ms <= 0) return false;
+        if (ms <= 0) return done(false);
         timeout = static_cast<int>(std::min<long long>(ms, INT_MAX));
       }
       int r = ::poll(&p, 1, timeout);
-      if (r > 0) return true;
-      if (r == 0) return false;
+      if (r > 0) return done(true);
+      if (r == 0) return done(false);
       if (errno != EINTR) throw_system_error("csp: poll");
     }
   }

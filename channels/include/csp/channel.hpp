@@ -28,9 +28,11 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <csp/buffer.hpp>
 #include <csp/channel_impl.hpp>
+#include <csp/trace.hpp>
 
 namespace csp {
 
@@ -303,6 +305,14 @@ void csp_retire(Reader<T>& r) {
 template <class T>
 void csp_retire(Writer<T>& w) {
   if (w) w.retire();
+}
+template <class T>
+void csp_describe(const Reader<T>& r, std::vector<detail::EndInfo>& out) {
+  if (r) out.push_back({r.end_state()->channel().get(), r.name(), false});
+}
+template <class T>
+void csp_describe(const Writer<T>& w, std::vector<detail::EndInfo>& out) {
+  if (w) out.push_back({w.end_state()->channel().get(), w.name(), true});
 }
 template <class T>
 Reader<T> csp_fresh(const Reader<T>& r) {

@@ -32,6 +32,7 @@
 #include <csp/detail/settle.hpp>
 #include <csp/detail/spawn.hpp>
 #include <csp/error.hpp>
+#include <csp/trace.hpp>
 
 namespace csp {
 
@@ -52,6 +53,16 @@ void retire_arg(A& a) {
     csp_retire(a);
   } else if constexpr (requires { a.begin(); a.end(); } && !std::is_same_v<A, std::string>) {
     for (auto& e : a) retire_arg(e);
+  }
+}
+
+/// The channel ends among `a`, for the process network (csp/trace.hpp).
+template <class A>
+void describe_arg(const A& a, std::vector<EndInfo>& out) {
+  if constexpr (requires { csp_describe(a, out); }) {
+    csp_describe(a, out);
+  } else if constexpr (requires { a.begin(); a.end(); } && !std::is_same_v<A, std::string>) {
+    for (const auto& e : a) describe_arg(e, out);
   }
 }
 
@@ -88,6 +99,8 @@ class BoundBody final : public TypedBody<R> {
   explicit BoundBody(F2&& f, A2&&... args) : bound_(std::in_place, std::forward<F2>(f), std::forward<A2>(args)...) {}
 
   std::exception_ptr run() noexcept override {
+    if (network_recording()) [[unlikely]]
+      record_network();  // CSP_TRACE (csp/trace.hpp)
     std::exception_ptr error;
     try {
       if constexpr (std::is_void_v<R>) {
@@ -123,6 +136,16 @@ class BoundBody final : public TypedBody<R> {
   }
 
  private:
+  void record_network() noexcept {
+    try {
+      std::vector<EndInfo> ends;
+      for_each_arg([&](auto& a) { describe_arg(a, ends); });
+      record_process(this->name_, in_coroutine() ? "coroutine" : "thread", std::move(ends));
+    } catch (...) {
+      // out of memory: the network misses this process, the program runs on
+    }
+  }
+
   template <class Fn>
   void for_each_arg(Fn fn) {
     std::apply([&](auto&, auto&... args) { (fn(args), ...); }, *bound_);

@@ -7,6 +7,7 @@
 #include <csp/process.hpp>
 #include <csp/runtime.hpp>
 #include <csp/sync.hpp>
+#include <csp/trace.hpp>
 
 #include <csp/alternation.hpp>
 #include <csp/buffer.hpp>
