@@ -385,9 +385,13 @@ void trace_start(const std::string& path) {
   using namespace detail;
   if (path.empty()) throw Error("csp::trace_start: empty trace file path");
   State& s = state();
-  if (g_tracing.load()) {
-    if (s.path == path) return;  // already tracing there
-    trace_stop();
+  {
+    std::lock_guard lock(s.mutex);
+    if (g_tracing.load() && s.path == path) return;  // already tracing there
+    if (g_tracing.load()) {
+      flush_locked(s);
+      g_tracing.store(false);
+    }
   }
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw Error("csp::trace_start: cannot write trace file '" + path + "': " + std::strerror(errno));
