@@ -16,7 +16,6 @@
 #include <fstream>
 #include <map>
 #include <memory>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <variant>
@@ -309,11 +308,15 @@ TEST_F(TraceTest, DotDrawsWriterChannelReaderEdges) {
   ASSERT_EQ(csp::dot_path_for(path_), dir_ + "/run.dot");
   const std::string dot = slurp(dir_ + "/run.dot");
   ASSERT_EQ(dot.rfind("digraph csp {", 0), 0u) << dot;
-  // Node ids by label.
+  // Node ids by label: lines "  <id> [shape=..., label="<label>"...".
   auto id_of = [&](const std::string& label) {
-    std::smatch m;
-    const std::regex re("  ([pc][0-9]+) \\[shape=[a-z]+, label=\"" + label + "\"");
-    return std::regex_search(dot, m, re) ? m[1].str() : std::string("?");
+    std::istringstream lines(dot);
+    for (std::string line; std::getline(lines, line);) {
+      const auto bracket = line.find(" [shape=");
+      if (bracket != std::string::npos && line.find("label=\"" + label + "\"") != std::string::npos)
+        return line.substr(2, bracket - 2);
+    }
+    return std::string("?");
   };
   auto has_edge = [&](const std::string& from, const std::string& to) {
     return dot.find("  " + id_of(from) + " -> " + id_of(to) + ";") != std::string::npos;
