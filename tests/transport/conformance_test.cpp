@@ -7,6 +7,7 @@
 // is about a timeout (read_for/write_for), never to wait for the other side.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csp/csp.hpp>
@@ -539,6 +540,274 @@ TEST_P(Conformance, GrandchildReachesTheHomeThroughItsParent) {
                                                   ch.reader()));
   (void)unused;
   EXPECT_EQ(sum, 190);
+}
+
+// ---- streaming to a remote reader ------------------------------------------------------
+// A child reading a buffered channel whose home (and writer) is the parent:
+// the cases a read-ahead of the home's buffer to the remote reader must keep
+// (see wire.hpp): order and exactly-once, other readers never starved, a
+// reader that stops leaves the rest in order for the others, poison,
+// retire, timeouts and selects. Children report what they read; the parent
+// checks it (a failed EXPECT in a child would not reach the test).
+
+/// True if `v` is strictly increasing.
+bool increasing(const std::vector<int>& v) {
+  for (std::size_t i = 1; i < v.size(); ++i)
+    if (v[i] <= v[i - 1]) return false;
+  return true;
+}
+
+/// 0, 1, ..., n - 1.
+std::vector<int> iota_vector(int from, int to) {
+  std::vector<int> v;
+  for (int i = from; i < to; ++i) v.push_back(i);
+  return v;
+}
+
+auto write_count(int n) {
+  return [n](csp::Writer<int> out) { for (int i = 0; i < n; ++i) out.write(i); };
+}
+
+TEST_P(Conformance, StreamToAChildInOrderExactlyOnce) {
+  csp::Channel<int> ch{csp::buffer(64)};
+  constexpr int kValues = 5000;
+  auto [got, unused] = csp::Parallel(
+      csp::os_process([](csp::Reader<int> in) { std::vector<int> all; for (int v : in) all.push_back(v); return all; },
+                      ch.reader()),
+      csp::process(write_count(kValues), ch.writer()));  // retires with values still buffered
+  (void)unused;
+  EXPECT_EQ(got, iota_vector(0, kValues));
+}
+
+// A reader that joins while a child streams gets values: the child, busy
+// elsewhere, must not sit on values the new reader waits for.
+TEST_P(Conformance, ASecondReaderJoiningMidStreamGetsValues) {
+  csp::Channel<int> ch{csp::buffer(16)};
+  csp::Channel<int> joined, resume;
+  constexpr int kValues = 2000;
+  auto child = [](csp::Reader<int> in, csp::Writer<int> told, csp::Reader<int> go_on) {
+    std::vector<int> got;
+    for (int i = 0; i < 100; ++i) got.push_back(in.read());
+    told.write(0);
+    go_on.read();  // blocked here while the parent's new reader takes 500 values
+    for (int v : in) got.push_back(v);
+    return got;
+  };
+  auto late_reader = [&ch](csp::Reader<int> told, csp::Writer<int> go_on) {
+    told.read();
+    csp::Reader<int> in = ch.reader();
+    std::vector<int> got;
+    for (int i = 0; i < 500; ++i) got.push_back(in.read());
+    go_on.write(0);
+    for (int v : in) got.push_back(v);
+    return got;
+  };
+  auto [remote, unused, local] =
+      csp::Parallel(csp::os_process(child, ch.reader(), joined.writer(), resume.reader()),
+                    csp::process(write_count(kValues), ch.writer()),
+                    csp::process(late_reader, joined.reader(), resume.writer()));
+  (void)unused;
+  EXPECT_TRUE(increasing(remote));
+  EXPECT_TRUE(increasing(local));
+  EXPECT_GE(remote.size(), 100u);
+  EXPECT_GE(local.size(), 500u);
+  std::vector<int> all = remote;
+  all.insert(all.end(), local.begin(), local.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all, iota_vector(0, kValues));
+}
+
+// A child and a local reader share one stream from the start.
+TEST_P(Conformance, RemoteAndLocalReadersShareAStream) {
+  csp::Channel<int> ch{csp::buffer(32)};
+  constexpr int kValues = 3000;
+  auto collect = [](csp::Reader<int> in) { std::vector<int> all; for (int v : in) all.push_back(v); return all; };
+  auto [remote, local, unused] = csp::Parallel(csp::os_process(collect, ch.reader()), csp::process(collect, ch.reader()),
+                                               csp::process(write_count(kValues), ch.writer()));
+  (void)unused;
+  EXPECT_TRUE(increasing(remote));
+  EXPECT_TRUE(increasing(local));
+  std::vector<int> all = remote;
+  all.insert(all.end(), local.begin(), local.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all, iota_vector(0, kValues));
+}
+
+// A child that takes k values and retires leaves the rest, in order, to
+// the home's reader.
+TEST_P(Conformance, AReaderThatRetiresLeavesTheRestToTheHome) {
+  csp::Channel<int> ch{csp::buffer(16)};
+  csp::Channel<int> done;
+  constexpr int kValues = 1000, kTaken = 37;
+  auto child = [](csp::Reader<int> in, csp::Writer<int> told) {
+    std::vector<int> got;
+    for (int i = 0; i < kTaken; ++i) got.push_back(in.read());
+    in.retire();
+    told.write(0);
+    return got;
+  };
+  auto home_reader = [](csp::Reader<int> in, csp::Reader<int> told) {
+    told.read();
+    std::vector<int> got;
+    for (int v : in) got.push_back(v);
+    return got;
+  };
+  auto [remote, local, unused] = csp::Parallel(csp::os_process(child, ch.reader(), done.writer()),
+                                               csp::process(home_reader, ch.reader(), done.reader()),
+                                               csp::process(write_count(kValues), ch.writer()));
+  (void)unused;
+  EXPECT_EQ(remote, iota_vector(0, kTaken));
+  EXPECT_EQ(local, iota_vector(kTaken, kValues));
+}
+
+// A child that takes k values and ends leaves the rest, in order, to
+// another child.
+TEST_P(Conformance, AReaderThatEndsLeavesTheRestToAnotherChild) {
+  csp::Channel<int> ch{csp::buffer(16)};
+  csp::Channel<int> done;
+  constexpr int kValues = 1000, kTaken = 41;
+  auto first = [](csp::Reader<int> in, csp::Writer<int> told) {
+    std::vector<int> got;
+    for (int i = 0; i < kTaken; ++i) got.push_back(in.read());
+    told.write(0);
+    return got;
+  };  // its end leaves as the child ends
+  auto second = [](csp::Reader<int> in, csp::Reader<int> told) {
+    told.read();
+    std::vector<int> got;
+    for (int v : in) got.push_back(v);
+    return got;
+  };
+  auto [a, b, unused] = csp::Parallel(csp::os_process(first, ch.reader(), done.writer()),
+                                      csp::os_process(second, ch.reader(), done.reader()),
+                                      csp::process(write_count(kValues), ch.writer()));
+  (void)unused;
+  EXPECT_EQ(a, iota_vector(0, kTaken));
+  EXPECT_EQ(b, iota_vector(kTaken, kValues));
+}
+
+// Poison by the writer while a child streams: the child read a prefix, in
+// order, then got ChannelPoisoned.
+TEST_P(Conformance, PoisonByTheHomeEndsAStreamingChild) {
+  csp::Channel<int> ch{csp::buffer(32)};
+  auto child = [](csp::Reader<int> in) {
+    std::vector<int> got;
+    try {
+      for (;;) got.push_back(in.read());
+    } catch (const csp::ChannelPoisoned&) {
+      got.push_back(-1);  // the marker: ended by poison
+    }
+    return got;
+  };
+  auto writer = [](csp::Writer<int> out) {
+    for (int i = 0; i < 500; ++i) out.write(i);
+    out.poison();
+  };
+  auto [got, unused] = csp::Parallel(csp::os_process(child, ch.reader()), csp::process(writer, ch.writer()));
+  (void)unused;
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back(), -1);
+  got.pop_back();
+  EXPECT_EQ(got, iota_vector(0, static_cast<int>(got.size())));
+}
+
+// Poison by a streaming child: the home's writer gets ChannelPoisoned.
+TEST_P(Conformance, PoisonByAStreamingChildStopsTheWriter) {
+  csp::Channel<int> ch{csp::buffer(32)};
+  auto child = [](csp::Reader<int> in) {
+    std::vector<int> got;
+    for (int i = 0; i < 100; ++i) got.push_back(in.read());
+    in.poison();
+    return got;
+  };
+  auto writer = [](csp::Writer<int> out) {
+    int n = 0;
+    try {
+      for (;; ++n) out.write(n);
+    } catch (const csp::ChannelPoisoned&) {
+    }
+    return n;
+  };
+  auto [got, written] = csp::Parallel(csp::os_process(child, ch.reader()), csp::process(writer, ch.writer()));
+  EXPECT_EQ(got, iota_vector(0, 100));
+  EXPECT_GE(written, 100);
+}
+
+// The only reader, a child, retires mid-stream: the writer gets ChannelRetired.
+TEST_P(Conformance, AStreamingChildRetiringStopsTheWriter) {
+  csp::Channel<int> ch{csp::buffer(32)};
+  auto child = [](csp::Reader<int> in) {
+    std::vector<int> got;
+    for (int i = 0; i < 50; ++i) got.push_back(in.read());
+    in.retire();
+    return got;
+  };
+  auto writer = [](csp::Writer<int> out) {
+    int n = 0;
+    try {
+      for (;; ++n) out.write(n);
+    } catch (const csp::ChannelRetired&) {
+    }
+    return n;
+  };
+  auto [got, written] = csp::Parallel(csp::os_process(child, ch.reader()), csp::process(writer, ch.writer()));
+  EXPECT_EQ(got, iota_vector(0, 50));
+  EXPECT_GE(written, 50);
+}
+
+// read_for between two bursts: nothing can come while the writer waits for
+// the child's word, so the timed read times out; the stream then goes on.
+TEST_P(Conformance, ReadForTimesOutBetweenBursts) {
+  csp::Channel<int> ch{csp::buffer(64)};
+  csp::Channel<int> go;
+  auto child = [](csp::Reader<int> in, csp::Writer<int> go_on) {
+    std::vector<int> got;
+    for (int i = 0; i < 100; ++i) got.push_back(in.read());
+    got.push_back(in.read_for(20ms).has_value() ? -2 : -1);  // -1: timed out, as it must
+    go_on.write(0);
+    for (int v : in) got.push_back(v);
+    return got;
+  };
+  auto writer = [](csp::Writer<int> out, csp::Reader<int> go_on) {
+    for (int i = 0; i < 100; ++i) out.write(i);
+    go_on.read();
+    for (int i = 100; i < 300; ++i) out.write(i);
+  };
+  auto [got, unused] =
+      csp::Parallel(csp::os_process(child, ch.reader(), go.writer()), csp::process(writer, ch.writer(), go.reader()));
+  (void)unused;
+  std::vector<int> want = iota_vector(0, 100);
+  want.push_back(-1);
+  for (int i = 100; i < 300; ++i) want.push_back(i);
+  EXPECT_EQ(got, want);
+}
+
+// A child selects over a streaming input and another channel: every value
+// once, the stream's in order.
+TEST_P(Conformance, ChildSelectsOverAStreamingInput) {
+  CSP_SKIP_IF_CHILD_STARTS_THREADS();
+  csp::Channel<int> data{csp::buffer(64)};
+  csp::Channel<int> other;
+  constexpr int kValues = 1000, kOthers = 20;
+  auto child = [](csp::Reader<int> in, csp::Reader<int> side) {
+    std::vector<int> got;
+    int others = 0;
+    while (static_cast<int>(got.size()) < kValues || others < kOthers) {
+      auto s = csp::AltSelect(csp::input(in), csp::input(side));
+      if (s.index == 0) got.push_back(s.value<int>()); else others += s.value<int>();
+    }
+    got.push_back(others);
+    return got;
+  };
+  auto side_writer = [](csp::Writer<int> out) { for (int i = 0; i < kOthers; ++i) out.write(1); };
+  auto [got, unused1, unused2] =
+      csp::Parallel(csp::os_process(child, data.reader(), other.reader()),
+                    csp::process(write_count(kValues), data.writer()), csp::process(side_writer, other.writer()));
+  (void)unused1;
+  (void)unused2;
+  std::vector<int> want = iota_vector(0, kValues);
+  want.push_back(kOthers);
+  EXPECT_EQ(got, want);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, Conformance, csp_test::all_link_kinds(), csp_test::link_kind_name);

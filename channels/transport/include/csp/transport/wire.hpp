@@ -43,6 +43,44 @@
 // channel of capacity C can thus hold C values at its home plus at most
 // min(C, kMaxPipelined) on their way per remote connection.
 //
+// Reading from a remote end: one READ_REQ per read, and a value leaves the
+// home only in the READ_DATA that answers a pending READ_REQ (no read-ahead;
+// see "Why reads are not read ahead" below). So, for a remote reader:
+// - Exactly once: the home's executor takes the value (read_until with the
+//   remote's timeout) and sends it; the remote waits for that answer even
+//   past its own deadline (the timeout is enforced at the home), so a value
+//   taken for a read is returned by that read, and a read that timed out
+//   took nothing. Other readers (local or remote) compete at the home on
+//   equal terms: nothing is ever held for a reader that is not reading.
+// - Poison: wakes the home executor's read (answer poisoned); later reads
+//   are refused by the home. Values still buffered are not delivered after
+//   poison (DESIGN §3: every later operation throws).
+// - Retire / leave of the reader (RETIRE, CLOSE, the end of the process):
+//   the remote holds no value of the channel, so nothing has to come back.
+// - Writer retirement with values buffered: remote reads go on until the
+//   home's buffer is drained, then are answered retired.
+// - read_for / try_read: the relative timeout travels with the READ_REQ
+//   (0 for a poll); an answer comes either way.
+// - Alternation over a RemoteChannel input guard: polls (READ_REQ with
+//   timeout 0, lingering as server.hpp says); a value is taken only by the
+//   poll that returns it, so the select fires that guard with it.
+// - A reader killed by SIGKILL (or a process that dies between the home's
+//   answer and the return from read()): the value in that READ_DATA is
+//   lost, at most one per read that was blocked in the dead process. The
+//   broken connection poisons the home if the peer still held ends.
+//
+// Why reads are not read ahead: streaming buffered values to a remote
+// reader before it asks (csp-bench `stream`) would need, to keep FIFO order
+// and any-to-any, that values the reader did not consume go back to the
+// home ahead of everything buffered since, even when the buffer is full
+// and writers wait (a reader that stops mid-stream, then another reader
+// takes over). The ChannelImpl interface cannot do that: a home's buffer
+// can only be appended to, popping its front completes a waiting writer,
+// and a value that does not fit can only wait as a blocked writer's op
+// (one parked process per value). It needs a home primitive (put values
+// back at the front, over capacity until read) or a home that counts lent
+// values against its capacity; until then reads stay one round trip each.
+//
 // Timeouts travel as u64 nanoseconds relative to receipt (0 = now, all ones
 // = forever), so the two ends need no common clock. A remote operation
 // returns only once the home replied, so rendezvous holds end to end: a
