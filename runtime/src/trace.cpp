@@ -368,6 +368,10 @@ void trace_blocking(const char* what, std::string_view object, const Parker* p, 
   }
 }
 
+void trace_poll_wait(const char* what, std::int64_t begin_ns, bool ready) noexcept {
+  trace_blocking(what, {}, current_parker(), begin_ns, ready ? kWoken : kTimedOut);
+}
+
 bool network_recording() noexcept { return g_tracing.load(std::memory_order_relaxed); }
 
 void record_process(const std::string& name, const char* kind, std::vector<EndInfo> ends) {

@@ -1,5 +1,5 @@
-// trace_hooks.hpp: what wait() needs of the tracer (csp/trace.hpp), kept out
-// of the public headers.
+// trace_hooks.hpp: what wait() needs of the tracer beyond csp/trace.hpp,
+// kept out of the public headers.
 #pragma once
 
 #include <atomic>
@@ -7,16 +7,9 @@
 #include <string_view>
 
 #include <csp/detail/wait.hpp>
+#include <csp/trace.hpp>
 
 namespace csp::detail {
-
-/// True while blocking operations are traced.
-extern std::atomic<bool> g_tracing;
-inline bool trace_active() noexcept { return g_tracing.load(std::memory_order_relaxed); }
-
-/// The trace's clock: steady_clock in ns (one clock for every OS process
-/// of a host, so children's events line up with their parent's).
-std::int64_t trace_now_ns() noexcept;
 
 class Parker;
 

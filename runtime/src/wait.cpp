@@ -163,7 +163,7 @@ bool wait_fd(int fd, std::uint32_t events, Deadline deadline, const char* what) 
     const bool traced = trace_active();  // CSP_TRACE (csp/trace.hpp): threads poll here, not in wait()
     const std::int64_t begin = traced ? trace_now_ns() : 0;
     auto done = [&](bool ready) {
-      if (traced) trace_blocking(what, {}, current_parker(), begin, ready ? kWoken : kTimedOut);
+      if (traced) trace_poll_wait(what, begin, ready);
       return ready;
     };
     for (;;) {

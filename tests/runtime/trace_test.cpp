@@ -374,7 +374,7 @@ TEST_F(TraceTest, AnOsProcessChildsEventsLandInTheParentsFile) {
       csp::os_process([](csp::Reader<int> r) {
         csp::sleep_for(1ms);
         if (r.read() != 7) throw std::runtime_error("wrong value");
-      }, c.reader()));
+      }, c.reader()).named("child"));
   csp::trace_flush();
   EXPECT_FALSE(exists(path_ + ".parts")) << "the parent merged and removed the children's part";
   bool child_slept = false, child_read = false;
@@ -385,6 +385,9 @@ TEST_F(TraceTest, AnOsProcessChildsEventsLandInTheParentsFile) {
   }
   EXPECT_TRUE(child_slept) << slurp(path_);
   EXPECT_TRUE(child_read) << "the child's main thread waited for the pipe: " << slurp(path_);
+  // The os_process is a box of the parent's network, reading its channel.
+  const std::string dot = slurp(dir_ + "/run.dot");
+  EXPECT_NE(dot.find("label=\"child\", tooltip=\"os_process\""), std::string::npos) << dot;
 }
 
 }  // namespace

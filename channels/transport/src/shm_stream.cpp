@@ -81,6 +81,7 @@
 
 #include <csp/error.hpp>
 #include <csp/runtime.hpp>
+#include <csp/trace.hpp>
 
 namespace csp::transport_detail {
 namespace shm_detail {
@@ -757,7 +758,10 @@ ShmStream::Wait ShmStream::park(int efd, int& epfd, Deadline deadline, const cha
       ts.tv_nsec = static_cast<long>(left % 1000000000);
       timeout = &ts;
     }
+    const bool traced = csp::detail::trace_active();  // CSP_TRACE (csp/trace.hpp)
+    const std::int64_t begin = traced ? csp::detail::trace_now_ns() : 0;
     int r = ::ppoll(fds, count, timeout, nullptr);
+    if (traced) csp::detail::trace_poll_wait(what, begin, r != 0);
     if (r == 0) return Wait::timed_out;
     if (r < 0) {
       if (errno == EINTR) return Wait::ready;  // the caller re-checks

@@ -19,7 +19,8 @@
 // - run.dot: the process network: each process that started while tracing
 //   (a box) and each channel among its arguments (an ellipse), with an edge
 //   from every writing process to the channel and from the channel to every
-//   reading process. `dot -Tsvg run.dot > run.svg` draws it.
+//   reading process (an os_process is one box: the processes inside the
+//   child are not drawn). `dot -Tsvg run.dot > run.svg` draws it.
 //
 // os_process children inherit tracing: each child adds its events to the
 // parent's file (through "run.json.parts", merged and removed by the OS
@@ -32,7 +33,9 @@
 // Tracing costs one relaxed load per blocking wait when it is off.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -76,6 +79,19 @@ struct EndInfo {
   std::string name;     ///< the channel's name, possibly empty
   bool writer;          ///< the writing side, else the reading side
 };
+
+/// True while blocking operations are traced.
+extern std::atomic<bool> g_tracing;
+inline bool trace_active() noexcept { return g_tracing.load(std::memory_order_relaxed); }
+
+/// The trace's clock: steady_clock in ns (one clock for every OS process
+/// of a host, so children's events line up with their parent's).
+std::int64_t trace_now_ns() noexcept;
+
+/// Records a wait of the calling thread outside csp::detail::wait() (a
+/// thread blocked in poll(2) on a transport's fd), from `begin_ns` to now;
+/// `ready`: it ended by the fd, else by its deadline.
+void trace_poll_wait(const char* what, std::int64_t begin_ns, bool ready) noexcept;
 
 /// True while the process network is recorded (tracing is on).
 [[nodiscard]] bool network_recording() noexcept;

@@ -209,6 +209,8 @@ class OsProcessBody final : public csp::detail::TypedBody<R> {
   explicit OsProcessBody(F2&& f, A2&&... args) : bound_(std::in_place, std::forward<F2>(f), std::forward<A2>(args)...) {}
 
   std::exception_ptr run() noexcept override {
+    if (csp::detail::network_recording()) [[unlikely]]
+      record_network();  // CSP_TRACE (csp/trace.hpp)
     std::exception_ptr error;
     ChildOutcome outcome = ChildOutcome::returned;
     try {
@@ -238,6 +240,16 @@ class OsProcessBody final : public csp::detail::TypedBody<R> {
   template <class Fn>
   void for_each_arg(Fn fn) {
     std::apply([&](auto&, auto&... args) { (fn(args), ...); }, *bound_);
+  }
+
+  void record_network() noexcept {
+    try {
+      std::vector<csp::detail::EndInfo> ends;
+      for_each_arg([&](auto& a) { csp::detail::describe_arg(a, ends); });
+      csp::detail::record_process(this->name_, "os_process", std::move(ends));
+    } catch (...) {
+      // out of memory: the network misses this process, the program runs on
+    }
   }
 
   ChildOutcome run_parent() {
