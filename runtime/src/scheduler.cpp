@@ -157,19 +157,15 @@ __attribute__((always_inline)) inline void after_switch(bctx::transfer_t back) n
     w->main_ctx_ = from;
   } else {
     Task* prev = w->prev_;
-    switch (prev->switching_) {
-      case Task::Switch::die:
-        stack_pool().release(prev->stack_);  // we are off that stack now
-        delete prev;
-        break;
-      case Task::Switch::yield:
-        prev->ctx_ = from;  // in local_ already: thieves look there once phase_ is even (below)
-        break;
-      case Task::Switch::park:
-        prev->ctx_ = from;
-        // SYNC POINT: release pairs with the acquire spin in unpark().
-        prev->state_.store(kParked, std::memory_order_release);
-        break;
+    if (prev->switching_ == Task::Switch::park) [[likely]] {
+      prev->ctx_ = from;
+      // SYNC POINT: release pairs with the acquire load in unpark().
+      prev->state_.store(kParked, std::memory_order_release);
+    } else if (prev->switching_ == Task::Switch::yield) {
+      prev->ctx_ = from;  // in local_ already: thieves look there once phase_ is even (below)
+    } else {
+      stack_pool().release(prev->stack_);  // dying: we are off that stack now
+      delete prev;
     }
     if (!w->current_) return;  // in the loop: still in the scheduler
   }
@@ -264,7 +260,7 @@ void Worker::poll_due_now() noexcept {
   }
 }
 
-void Worker::answer_steal() noexcept {
+__attribute__((noinline, cold)) void Worker::answer_steal() noexcept {
   for (unsigned spins = 0;; ++spins) {
     std::uint32_t r = steal_req_.load(std::memory_order_acquire);
     if (r == 0) return;
@@ -301,11 +297,15 @@ __attribute__((always_inline)) inline Task* Worker::pick_next() noexcept {
     return nullptr;
 #endif
   Task* next = runnext_.load(std::memory_order_relaxed);
-  if (next && runnext_streak_ < 64) {
+  if (next && runnext_streak_ < 64) [[likely]] {
     ++runnext_streak_;
     runnext_.store(nullptr, std::memory_order_relaxed);
     return next;
   }
+  return pick_queued(next);
+}
+
+__attribute__((noinline)) Task* Worker::pick_queued(Task* next) noexcept {
   runnext_streak_ = 0;
   if (!local_.empty()) {  // queued before anything in queue_
     Task* t = local_.pop_front();
@@ -329,7 +329,21 @@ __attribute__((always_inline)) inline Task* Worker::pick_next() noexcept {
   return nullptr;
 }
 
-void Worker::push(Task* task) noexcept { push_many(&task, 1); }
+__attribute__((noinline)) void Worker::push(Task* task) noexcept { push_many(&task, 1); }
+
+__attribute__((noinline)) void Worker::queue_local(Task* task) noexcept {
+  // A running task enters the scheduler for a moment (local_ is this
+  // thread's while phase_ is odd); the loop (current_ null) is in it already.
+  const bool from_task = current_ != nullptr;
+  if (from_task) enter();
+  // What others queued meanwhile goes ahead (everything in local_ was
+  // queued before everything in queue_).
+  if (queue_size_.load(std::memory_order_relaxed) != 0) [[unlikely]]
+    drain_queue();
+  local_.push_back(task);
+  local_size_.store(local_.size(), std::memory_order_relaxed);
+  if (from_task) leave();
+}
 
 void Worker::push_many(Task* const* tasks, std::size_t n) noexcept {
   std::size_t size;
@@ -689,11 +703,7 @@ void Scheduler::stop() {
 void Scheduler::schedule(Task* task) noexcept {
   Worker* w = current_worker();
   if (w && &w->sched_ == this) {
-    task->worker_ = w;
-    // runnext_ is written only by its owner; others merely peek at it.
-    Task* displaced = w->runnext_.load(std::memory_order_relaxed);
-    w->runnext_.store(task, std::memory_order_relaxed);
-    if (displaced) w->push(displaced);
+    w->run_next(task);
     return;
   }
   task->worker_->push(task);
@@ -852,51 +862,81 @@ ThreadParker* thread_parker() {
   return &holder.parker;
 }
 
-__attribute__((always_inline)) inline void park_task(Task* self) noexcept {
-  Worker* w = self->worker_;  // set whenever a worker switches to the task
+namespace {
+/// The rare part of park_task(): fires due timers and ready fds (true if
+/// that selected the caller's own waiter: then it does not park), and
+/// checks the stack's canary.
+__attribute__((noinline)) bool park_checks(Task* self) noexcept {
+  Worker* w = self->worker_;
   if (w->timer_count_.load(std::memory_order_relaxed) + w->fd_count_.load(std::memory_order_relaxed) != 0) {
     w->poll_due();  // may fire our own timer: then we are self-notified
     if (self->self_notified_) {
       self->self_notified_ = false;
-      return;
+      return true;
     }
   }
-  if (!StackPool::intact(self->stack_)) [[unlikely]]
-    stack_overflow(self);
+  if (!StackPool::intact(self->stack_)) stack_overflow(self);
+  return false;
+}
+}  // namespace
+
+__attribute__((always_inline)) inline void park_task(Task* self) noexcept {
+  Worker* w = self->worker_;  // set whenever a worker switches to the task
+  if (w->timer_count_.load(std::memory_order_relaxed) + w->fd_count_.load(std::memory_order_relaxed) != 0 ||
+      !StackPool::intact(self->stack_)) [[unlikely]] {
+    if (park_checks(self)) return;
+  }
   self->switching_ = Task::Switch::park;
   w->enter();
   switch_to(w, self, w->pick_next());
 }
 
-void unpark(Parker* parker) noexcept {
-  if (parker->kind_ == Parker::Kind::thread) {
-    auto* tp = static_cast<ThreadParker*>(parker);
-    if (tp->registered_with_) tp->registered_with_->live_.fetch_add(1, std::memory_order_acq_rel);
-    tp->state_.store(1, std::memory_order_release);
-    futex_wake(&tp->state_);
-    return;
-  }
-  auto* task = static_cast<Task*>(parker);
-  Worker* here = t_worker;  // no switch in this function: a plain TLS read is safe
-  if (here && here->current_ == task) {  // we won our own waiter while parking
-    task->self_notified_ = true;
-    return;
-  }
-  // The task may still be switching out on another thread: wait until its
-  // continuation is saved (a few instructions, unless that thread was preempted).
+namespace {
+__attribute__((noinline)) void unpark_thread(ThreadParker* tp) noexcept {
+  if (tp->registered_with_) tp->registered_with_->live_.fetch_add(1, std::memory_order_acq_rel);
+  tp->state_.store(1, std::memory_order_release);
+  futex_wake(&tp->state_);
+}
+
+/// The task may still be switching out on another thread: waits until its
+/// continuation is saved (a few instructions, unless that thread was preempted).
+__attribute__((noinline, cold)) void wait_until_parked(Task* task) noexcept {
   for (unsigned spins = 0; task->state_.load(std::memory_order_acquire) != kParked; ++spins) {
     if (spins < 1024) __builtin_ia32_pause();
     else std::this_thread::yield();
   }
+}
+}  // namespace
+
+void unpark(Parker* parker) noexcept {
+  if (parker->kind_ == Parker::Kind::thread) [[unlikely]] {
+    unpark_thread(static_cast<ThreadParker*>(parker));
+    return;
+  }
+  auto* task = static_cast<Task*>(parker);
+  Worker* here = t_worker;  // no switch in this function: a plain TLS read is safe
+  if (here && here->current_ == task) [[unlikely]] {  // we won our own waiter while parking
+    task->self_notified_ = true;
+    return;
+  }
+  // SYNC POINT: acquire pairs with the release store of kParked in
+  // after_switch(): the task's continuation (ctx_) is saved.
+  if (task->state_.load(std::memory_order_acquire) != kParked) [[unlikely]]
+    wait_until_parked(task);
   task->state_.store(kRunning, std::memory_order_relaxed);
+  // Woken by a task of the worker it last ran on (the usual hand-off, and
+  // the only case on one worker): schedule() without looking up the
+  // worker again.
+  if (task->worker_ == here) [[likely]] {
+    here->run_next(task);
+    return;
+  }
   task->worker_->sched_.schedule(task);
 }
 
-std::uintptr_t wait_task(Task* self, Waiter& w, Deadline deadline) {
-  if (deadline == forever) {
-    park_task(self);
-    return w.token();
-  }
+namespace {
+/// wait_task() for a timed wait: a timer may select the waiter first.
+__attribute__((noinline)) std::uintptr_t wait_task_timed(Task* self, Waiter& w, Deadline deadline) {
   if (deadline <= Clock::now()) {
     if (w.try_select(kTimedOut)) return kTimedOut;  // nobody else will wake us
     park_task(self);                                 // the winner's wake is on its way
@@ -913,6 +953,20 @@ std::uintptr_t wait_task(Task* self, Waiter& w, Deadline deadline) {
   // its lock in remove_timer() also waits for a firing in progress.
   if (home->remove_timer(&node)) scheduler().live_add(-kSource);
   return w.token();
+}
+}  // namespace
+
+std::uintptr_t wait_task(Task* self, Waiter& w, Deadline deadline) {
+  self->waiting_on_.store(&w, std::memory_order_release);
+  std::uintptr_t token;
+  if (deadline == forever) [[likely]] {
+    park_task(self);
+    token = w.token();
+  } else {
+    token = wait_task_timed(self, w, deadline);
+  }
+  self->waiting_on_.store(nullptr, std::memory_order_relaxed);
+  return token;
 }
 
 Parker* current_parker() noexcept {

@@ -5,7 +5,8 @@
 // - A task is in at most one of: running on a worker (`Worker::current_`),
 //   a worker's `runnext_` slot, a worker's `queue_` or `local_`, or parked.
 //   Its `ctx_` holds its continuation exactly while it is not running.
-// - `local_` (the yielded processes, and what a yield moved from `queue_`)
+// - `local_` (the yielded processes, tasks a wake-up displaced from
+//   `runnext_`, and what either moved from `queue_` ahead of them)
 //   belongs to its worker's thread while `phase_` is odd (the thread is in
 //   the scheduler: from a switch point until the next task runs, and in the
 //   loop), with no lock. A thief takes from it only while `phase_` is even,
@@ -161,6 +162,8 @@ class Worker {
   /// Next task to run on this worker, or null. Owner thread only, in the
   /// scheduler (phase_ odd).
   Task* pick_next() noexcept;
+  /// pick_next() past the runnext_ slot (`next`: its occupant, if any).
+  Task* pick_queued(Task* next) noexcept;
   /// Fires due timers and ready fds now and then (every 64 calls) while
   /// the worker is busy. Owner thread only.
   void poll_due() noexcept;
@@ -189,6 +192,20 @@ class Worker {
   [[nodiscard]] bool has_queued() const noexcept {
     return queue_size_.load(std::memory_order_relaxed) != 0 || local_size_.load(std::memory_order_relaxed) != 0;
   }
+  /// Makes `task` the next to run here; a task it displaces from runnext_
+  /// goes to the back of local_. Owner thread only (a running task of this
+  /// worker, or the worker's loop).
+  void run_next(Task* task) noexcept {
+    task->worker_ = this;
+    // runnext_ is written only by its owner; others merely peek at it.
+    Task* displaced = runnext_.load(std::memory_order_relaxed);
+    runnext_.store(task, std::memory_order_relaxed);
+    if (displaced) [[unlikely]]
+      queue_local(displaced);
+  }
+  /// Queues `task` at the back of local_, as yield() does: no lock and no
+  /// read-modify-write (see the invariants). Owner thread only.
+  void queue_local(Task* task) noexcept;
   /// Wakes the worker if it sleeps in epoll; false if it did not sleep or
   /// another waker already woke it.
   bool notify() noexcept;
@@ -331,7 +348,8 @@ ThreadParker* thread_parker();
 
 /// Parks the running task until unparked (consumes one unpark).
 void park_task(Task* self) noexcept;
-/// wait() for a coroutine: parks `self` until `w` is selected (and woken).
+/// wait() for a coroutine: parks `self` until `w` is selected (and woken);
+/// keeps `self->waiting_on_` set meanwhile.
 std::uintptr_t wait_task(Task* self, Waiter& w, Deadline deadline);
 
 /// Futex helpers on a 32-bit word (threads park on these).

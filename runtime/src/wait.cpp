@@ -51,7 +51,9 @@ bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, Deadli
 
 namespace {
 
-std::uintptr_t wait_thread(ThreadParker* self, Waiter& w, Deadline deadline) {
+/// wait() for a thread; out of line, so a coroutine's wait() saves no registers.
+__attribute__((noinline)) std::uintptr_t wait_thread(ThreadParker* self, Waiter& w, Deadline deadline) {
+  self->waiting_on_.store(&w, std::memory_order_release);
   Scheduler& s = *self->registered_with_;
   const bool timed = deadline != forever;
   if (timed) s.live_.fetch_add(kSource, std::memory_order_acq_rel);
@@ -70,6 +72,7 @@ std::uintptr_t wait_thread(ThreadParker* self, Waiter& w, Deadline deadline) {
     if (timed_out || !timed) futex_wait(&self->state_, 0, forever);
   }
   if (timed) s.live_add(-kSource);
+  self->waiting_on_.store(nullptr, std::memory_order_relaxed);
   return w.token();
 }
 
@@ -78,13 +81,11 @@ std::uintptr_t wait_thread(ThreadParker* self, Waiter& w, Deadline deadline) {
 namespace {
 
 inline std::uintptr_t wait_untraced(Waiter& w, Deadline deadline) {
+  // Both set the parker's waiting_on_ (for the deadlock detector) themselves.
   Parker* p = w.parker_;
-  p->waiting_on_.store(&w, std::memory_order_release);
-  std::uintptr_t token = p->kind_ == Parker::Kind::task
-                             ? wait_task(static_cast<Task*>(p), w, deadline)
-                             : wait_thread(static_cast<ThreadParker*>(p), w, deadline);
-  p->waiting_on_.store(nullptr, std::memory_order_relaxed);
-  return token;
+  if (p->kind_ == Parker::Kind::task) [[likely]]
+    return wait_task(static_cast<Task*>(p), w, deadline);
+  return wait_thread(static_cast<ThreadParker*>(p), w, deadline);
 }
 
 __attribute__((noinline)) std::uintptr_t wait_traced(Waiter& w, Deadline deadline) {

@@ -78,7 +78,11 @@ class OpQueue {
   }
   Op* pop_front() noexcept {
     Op* op = head_;
-    if (op) unlink(op);
+    if (!op) return nullptr;
+    head_ = op->next_;
+    if (head_) head_->prev_ = nullptr; else tail_ = nullptr;
+    op->next_ = nullptr;  // prev_ is null at the head already
+    op->queue_ = nullptr;
     return op;
   }
   void unlink(Op* op) noexcept {
@@ -174,8 +178,9 @@ class InprocChannel final : public ChannelImpl<T> {
   InprocChannel(std::string name, detail::ChannelBuffer<T> buffer) : Base(std::move(name)), buffer_(std::move(buffer)) {}
 
   std::optional<T> read_until(Deadline deadline) override {
-    lock_.lock();
-    if (!buffer_.empty() && writers_.empty() && !poisoned_) [[likely]] {
+    lock_channel();
+    // capacity() first: a rendezvous channel then skips the buffer.
+    if (buffer_.capacity() != 0 && !buffer_.empty() && writers_.empty() && !poisoned_) [[likely]] {
       // Fast path of a buffered stream: nobody to wake.
       std::optional<T> value(std::in_place, buffer_.pop());
       lock_.unlock();
@@ -188,8 +193,9 @@ class InprocChannel final : public ChannelImpl<T> {
   [[nodiscard]] std::size_t capacity() const noexcept override { return buffer_.capacity(); }
 
   bool write_until(T& value, Deadline deadline) override {
-    lock_.lock();
-    if (readers_.empty() && !buffer_.full() && !poisoned_ && !retired(Side::reader)) [[likely]] {
+    lock_channel();
+    if (buffer_.capacity() != 0 && readers_.empty() && !buffer_.full() && !poisoned_ && !retired(Side::reader))
+        [[likely]] {
       buffer_.push(std::move(value));  // fast path of a buffered stream
       lock_.unlock();
       return true;
@@ -198,6 +204,16 @@ class InprocChannel final : public ChannelImpl<T> {
   }
 
  private:
+  /// lock_.lock() with the spin out of line: the hot paths stay small
+  /// enough to save no registers.
+  void lock_channel() noexcept {
+    if (!lock_.try_lock()) [[unlikely]]
+      lock_contended();
+  }
+  __attribute__((noinline, cold)) void lock_contended() noexcept { lock_.lock(); }
+
+  // The slow paths are split: a hand-off to or from a waiting peer runs in
+  // a small frame, and only an operation that blocks builds a waiter.
   std::optional<T> read_slow_locked(Deadline deadline) {
     std::optional<T> out;
     Waiter* wake = nullptr;
@@ -207,18 +223,21 @@ class InprocChannel final : public ChannelImpl<T> {
         if (wake) wake->wake();
         return out;
       case Poll::poisoned:
-        lock_.unlock();
-        this->throw_poisoned();
+        unlock_and_throw(kPoisoned, Side::writer);
       case Poll::retired:
-        lock_.unlock();
-        this->throw_retired(Side::writer);
+        unlock_and_throw(kRetired, Side::writer);
       case Poll::not_ready:
         break;
     }
+    return read_block_locked(deadline);
+  }
+
+  __attribute__((noinline)) std::optional<T> read_block_locked(Deadline deadline) {
     if (deadline != forever && deadline <= Clock::now()) {
       lock_.unlock();
       return std::nullopt;
     }
+    std::optional<T> out;
     Waiter w("read", this->name_);
     if (deadline == forever) w.guard_ = &lock_;  // selected under lock_ only
     Op op{&w, kFirstGuard, &out};
@@ -239,14 +258,16 @@ class InprocChannel final : public ChannelImpl<T> {
         if (wake) wake->wake();
         return true;
       case Poll::poisoned:
-        lock_.unlock();
-        this->throw_poisoned();
+        unlock_and_throw(kPoisoned, Side::reader);
       case Poll::retired:
-        lock_.unlock();
-        this->throw_retired(Side::reader);
+        unlock_and_throw(kRetired, Side::reader);
       case Poll::not_ready:
         break;
     }
+    return write_block_locked(value, deadline);
+  }
+
+  __attribute__((noinline)) bool write_block_locked(T& value, Deadline deadline) {
     if (deadline != forever && deadline <= Clock::now()) {
       lock_.unlock();
       return false;
@@ -263,6 +284,13 @@ class InprocChannel final : public ChannelImpl<T> {
     return false;
   }
 
+  /// Drops the lock, then throws ChannelPoisoned (kPoisoned) or
+  /// ChannelRetired (kRetired) for the retired `side`.
+  [[noreturn]] __attribute__((noinline, cold)) void unlock_and_throw(std::uintptr_t token, Side side) {
+    lock_.unlock();
+    if (token == kPoisoned) this->throw_poisoned();
+    this->throw_retired(side);
+  }
 
  public:
   Poll poll_read_locked(std::optional<T>& out, Waiter*& wake) override { return poll_read_impl(out, wake); }
@@ -271,7 +299,7 @@ class InprocChannel final : public ChannelImpl<T> {
  private:
   __attribute__((always_inline)) Poll poll_read_impl(std::optional<T>& out, Waiter*& wake) {
     if (poisoned_) return Poll::poisoned;
-    if (!buffer_.empty()) {
+    if (buffer_.capacity() != 0 && !buffer_.empty()) {
       out.emplace(buffer_.pop());
       // A writer blocked on the full buffer can now put its value in.
       while (Op* op = writers_.pop_front()) {
@@ -319,7 +347,7 @@ class InprocChannel final : public ChannelImpl<T> {
     writers_.unlink(&op);
   }
   [[nodiscard]] bool lockable() const noexcept override { return true; }
-  void lock() noexcept override { lock_.lock(); }
+  void lock() noexcept override { lock_channel(); }
   void unlock() noexcept override { lock_.unlock(); }
 
   void join(Side side) override {
