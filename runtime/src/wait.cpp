@@ -72,7 +72,15 @@ __attribute__((noinline)) std::uintptr_t wait_thread(ThreadParker* self, Waiter&
     if (timed_out || !timed) futex_wait(&self->state_, 0, forever);
   }
   if (timed) s.live_add(-kSource);
-  self->waiting_on_.store(nullptr, std::memory_order_relaxed);
+  {
+    // The deadlock detector reads the waiter through waiting_on_ under
+    // registry_mutex_ (Scheduler::check_deadlock_locked): clearing it under
+    // the same lock keeps `w` alive while the detector may still read it. A
+    // thread woken by another uncounted thread can otherwise leave wait()
+    // (and reuse the frame) between the detector's load and its read.
+    std::lock_guard lock(s.registry_mutex_);
+    self->waiting_on_.store(nullptr, std::memory_order_relaxed);
+  }
   return w.token();
 }
 
