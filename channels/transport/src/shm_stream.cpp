@@ -638,6 +638,7 @@ ShmStream::Wait ShmStream::wait_for_data(Deadline deadline) {
     if (deadline <= start) limit = 0;
   }
   // Spin: the peer is probably about to write.
+  const bool in_coroutine = csp::detail::in_coroutine();
   for (unsigned i = 1; limit > 0; ++i) {
     if (in_->head.load(std::memory_order_relaxed) != in_tail_) {
       read_spin_.learn(0);  // caught within the bound
@@ -650,8 +651,8 @@ ShmStream::Wait ShmStream::wait_for_data(Deadline deadline) {
       const auto now = csp::detail::Clock::now();
       if (start == csp::detail::Clock::time_point{}) start = now;
       if (ns_between(start, now) >= limit || now >= deadline) break;
-      if (i % 64 == 0 && csp::detail::in_coroutine()) csp::yield();  // let this worker's other processes run
     }
+    if (i % 4 == 0 && in_coroutine) csp::yield();  // let this worker's other processes run
   }
   if (start == csp::detail::Clock::time_point{}) start = csp::detail::Clock::now();
   // Park: announce, re-check, sleep on the eventfd and the lifeline.
@@ -697,6 +698,7 @@ ShmStream::Wait ShmStream::wait_for_space(std::uint64_t wanted) {
     return capacity_ - (out_head_ - out_tail_seen_) >= need;
   };
   const std::int64_t limit = write_spin_.next_limit_ns();
+  const bool in_coroutine = csp::detail::in_coroutine();
   for (unsigned i = 1; limit > 0; ++i) {
     if (has_space(1)) {
       write_spin_.learn(0);  // caught within the bound
@@ -709,8 +711,8 @@ ShmStream::Wait ShmStream::wait_for_space(std::uint64_t wanted) {
       const auto now = csp::detail::Clock::now();
       if (start == csp::detail::Clock::time_point{}) start = now;
       if (ns_between(start, now) >= limit) break;
-      if (i % 64 == 0 && csp::detail::in_coroutine()) csp::yield();
     }
+    if (i % 4 == 0 && in_coroutine) csp::yield();
   }
   if (start == csp::detail::Clock::time_point{}) start = csp::detail::Clock::now();
   for (;;) {
