@@ -19,6 +19,8 @@
 // stamps of every message. In process the vector is moved, not copied.
 // The measurement child sets glibc's mmap and trim thresholds high so freed
 // messages are reused instead of being unmapped and faulted in again.
+#include "detail.hpp"
+#include "floors.hpp"
 #include "registry.hpp"
 
 #ifndef CSP_BENCH_HAVE_CSP
@@ -262,6 +264,48 @@ auto spawnable(bool on_thread, F&& f, Args&&... args) {
                    : csp::process(std::forward<F>(f), std::forward<Args>(args)...);
 }
 
+// wakeup: n + 1 stamps (the first is the warm-up) over an unbuffered
+// channel to a reader that has parked: the writer pauses kWakeGapNs (longer
+// than any spin bound) before each. The reader sums (its clock on receipt -
+// the stamp) and sends the sum back; that sum, not wall time, is returned.
+// On Place::os_process the reader runs in a csp::os_process child and the
+// writer is a coroutine of the home; on Place::thread both are threads.
+// Like the floors, the two sides are pinned to two different CPUs (unless
+// PIN=0): a wake-up across CPUs is what the floor measures.
+double wakeup(Place place, std::uint64_t n) {
+  csp::Channel<std::uint64_t> stamps{"stamps"}, total{"total"};
+  std::uint64_t sum = 0;
+  int writer_cpu = -1, reader_cpu = -1;
+  if (!floors::detail::pin_cpus(writer_cpu, reader_cpu)) writer_cpu = reader_cpu = -1;
+  csp::Parallel(
+      place_process(
+          place, false,
+          [n, &sum, writer_cpu](csp::Writer<std::uint64_t> out, csp::Reader<std::uint64_t> result) {
+            const floors::detail::PinScope pin(writer_cpu);
+            for (std::uint64_t i = 0; i <= n; ++i) {
+              csp::sleep_for(std::chrono::nanoseconds(floors::kWakeGapNs));
+              out.write(floors::monotonic_ns());
+            }
+            sum = result.read();
+          },
+          stamps.writer(), total.reader()),
+      place_process(
+          place, true,
+          [n, reader_cpu](csp::Reader<std::uint64_t> in, csp::Writer<std::uint64_t> result) {
+            const floors::detail::PinScope pin(reader_cpu);
+            std::uint64_t s = 0;
+            for (std::uint64_t i = 0; i <= n; ++i) {
+              const std::uint64_t sent = in.read();
+              const std::uint64_t now = floors::monotonic_ns();
+              if (sent > now) throw std::runtime_error("wakeup: a stamp from the future");
+              if (i > 0) s += now - sent;
+            }
+            result.write(s);
+          },
+          stamps.reader(), total.writer()));
+  return double(sum) * 1e-9;
+}
+
 // pingpong: n + 1 round trips of a `size`-byte message over two unbuffered
 // channels; the first is the warm-up. The echo answers each message i with a
 // fresh message i + 1.
@@ -452,6 +496,19 @@ void register_csp_workloads(Registry& reg) {
              .note = std::string("Prefix/Delta/Succ/Consume, unbuffered; ") +
                      (t.on_thread ? "each a csp::thread_process" : t.what)});
   }
+  reg.add({.workload = "wakeup",
+           .transport = "thread",
+           .metrics = {ns_per_wake()},
+           .floor = {"floor:shm-futex", ""},
+           .run = [](std::uint64_t n) {
+             return run_isolated([=] {
+               csp::configure({.workers = 0});
+               return wakeup(Place::thread, n);
+             });
+           },
+           .n0 = 10,
+           .note = "csp::thread_process writer pauses 150 us, then writes a stamp to a parked "
+                   "csp::thread_process reader; mean latency"});
   for (std::size_t s : reg.sizes()) {
     for (const Inproc& t : inproc) {
       const unsigned w = t.workers;
@@ -505,6 +562,21 @@ void register_csp_workloads(Registry& reg) {
                                  "channel), CSP_TRANSPORT=") +
                      kind});
   }
+  // A parked reader woken: shm's reader parks on an eventfd in its worker's
+  // epoll reactor, so it compares to the eventfd ring.
+  reg.add({.workload = "wakeup",
+           .transport = "shm",
+           .metrics = {ns_per_wake()},
+           .floor = {"floor:shm-eventfd", ""},
+           .run = [](std::uint64_t n) {
+             return run_isolated([=] {
+               use_transport("shm");
+               return wakeup(Place::os_process, n);
+             });
+           },
+           .n0 = 10,
+           .note = "a coroutine of the home pauses 150 us, then writes a stamp to a csp::os_process "
+                   "child parked in read(), CSP_TRANSPORT=shm; mean latency"});
   for (std::size_t s : reg.sizes()) {
     for (const CrossProcess& t : cross) {
       const char* kind = t.transport;

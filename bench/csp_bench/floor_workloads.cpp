@@ -6,6 +6,7 @@
 //   floor:shm-ring     pingpong, stream per size               spinning SPSC ring, two processes
 //   floor:shm-futex    pingpong per size                       same ring, consumer sleeps on a futex
 //   floor:shm-eventfd  pingpong per size                       same ring, consumer polls an eventfd
+//   floor:shm-futex, floor:shm-eventfd  wakeup (no size)        one-way latency to a parked consumer
 //   floor:pipe, floor:unix, floor:tcp   pingpong, stream per size
 #include "floors.hpp"
 #include "registry.hpp"
@@ -64,6 +65,17 @@ void register_floor_workloads(Registry& reg) {
                .n0 = 10,
                .note = std::string("shm rings, consumer sleeps (") + fl::to_string(w) +
                        "), producer always wakes"});
+
+  for (fl::Wake w : {fl::Wake::futex, fl::Wake::eventfd})
+    reg.add({.workload = "wakeup",
+             .transport = std::string("floor:shm-") + fl::to_string(w),
+             .metrics = {ns_per_wake()},
+             .run = [w](std::uint64_t n) { return fl::shm_ring_wakeup(w, n); },
+             .n0 = 10,
+             .note = std::string("16 B stamp after a 150 us pause, through a shm ring to a forked child "
+                                 "asleep on ") +
+                     (w == fl::Wake::futex ? "a futex" : "poll() of an eventfd") +
+                     "; mean latency from send to the child's receipt"});
 
   for (fl::Link l : {fl::Link::pipe, fl::Link::unix_stream, fl::Link::tcp}) {
     const std::string t = std::string("floor:") + fl::to_string(l);

@@ -28,6 +28,9 @@ Workloads
               unix, tcp Delta and Succ each run in a csp::os_process
   pingpong    a message of SIZE bytes there and back; ns per hop (round trip / 2)
   stream      messages of SIZE bytes one way; msg/s and MB/s (MB = 10^6 bytes)
+  wakeup      a stamp sent after a 150 us pause to a reader that has parked;
+              mean ns from send to receipt; thread vs floor:shm-futex, shm vs
+              floor:shm-eventfd; sides pinned to two CPUs
 Transports
   inproc-1w   coroutines, 1 worker thread          floors: floor:fiber, floor:memcpy
   inproc-Nw   coroutines, one worker per CPU       floor:  floor:shm-ring
@@ -37,7 +40,7 @@ Transports
                                                            floor:unix, floor:tcp
   floor:*     raw floors without csp: fiber (switch, pingpong), memcpy (stream),
               shm-ring (spinning SPSC ring in POSIX shm; pingpong, stream),
-              shm-futex, shm-eventfd (sleeping ring; pingpong), pipe, unix, tcp
+              shm-futex, shm-eventfd (sleeping ring; pingpong, wakeup), pipe, unix, tcp
   (--list shows what this build has; csp workloads need csp-bench built with csp.)
 
 Options

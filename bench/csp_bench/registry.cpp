@@ -13,6 +13,7 @@ double Metric::operator()(double secs, std::uint64_t n) const {
 Metric ns_per_hop() { return {"latency", "ns/hop", 1e9 / 2, false}; }
 Metric ns_per_switch() { return {"time per switch", "ns/switch", 1e9 / 2, false}; }
 Metric ns_per_comm() { return {"time per communication", "ns/comm", 1e9 / 4, false}; }
+Metric ns_per_wake() { return {"wake-up latency", "ns/wake", 1e9, false}; }
 Metric msg_per_s() { return {"throughput", "msg/s", 1.0, true}; }
 Metric mb_per_s(std::size_t size) { return {"bandwidth", "MB/s", double(size) / 1e6, true}; }
 std::vector<Metric> stream_metrics(std::size_t size) { return {msg_per_s(), mb_per_s(size)}; }

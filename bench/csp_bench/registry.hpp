@@ -32,6 +32,9 @@ Metric ns_per_hop();
 Metric ns_per_switch();
 /// Time per communication from n commstime loops (4 communications each), in ns.
 Metric ns_per_comm();
+/// Mean one-way latency to a parked reader, in ns, from the summed
+/// latencies of n wake-ups (the run returns that sum, not wall time).
+Metric ns_per_wake();
 /// Messages per second from n messages.
 Metric msg_per_s();
 /// Megabytes (10^6 bytes) per second from n messages of `size` bytes.

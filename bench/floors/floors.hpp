@@ -67,6 +67,22 @@ double shm_ring_pingpong(Wake wake, std::size_t size, std::uint64_t n);
 /// 64 KiB of slot data; larger messages are streamed through several slots.
 double shm_ring_stream(std::size_t size, std::uint64_t n);
 
+/// Pause between two messages of a wake-up measurement: longer than any
+/// spin-then-park bound (csp's shm spin is 50 us), so the reader is asleep
+/// when each message comes.
+inline constexpr std::uint64_t kWakeGapNs = 150'000;
+
+/// n one-way wake-ups of a parked reader: the parent sleeps kWakeGapNs, reads
+/// CLOCK_MONOTONIC and sends that stamp through a shm ring whose consumer (a
+/// forked child) sleeps as `wake` says (futex or eventfd; not spin); the child
+/// adds up (its clock on receipt - stamp). Returns that sum in seconds (the
+/// gaps are not counted), so seconds / n is the mean wake-up latency.
+double shm_ring_wakeup(Wake wake, std::uint64_t n);
+
+/// CLOCK_MONOTONIC in ns (the clock wake-up stamps use; one clock for every
+/// process of the machine).
+std::uint64_t monotonic_ns() noexcept;
+
 // ------------------------------------------------------ kernel byte streams
 
 /// A kernel byte stream between this process and a forked child.

@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -305,6 +306,62 @@ double shm_ring_stream(std::size_t size, std::uint64_t n) {
   const double t1 = now_s();
   child.join();
   return t1 - t0;
+}
+
+std::uint64_t monotonic_ns() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::uint64_t(ts.tv_sec) * 1'000'000'000u + std::uint64_t(ts.tv_nsec);
+}
+
+double shm_ring_wakeup(Wake wake, std::uint64_t n) {
+  if (wake == Wake::spin) throw Failure("shm_ring_wakeup: a spinning reader is never parked");
+  constexpr std::size_t kSize = 16;  // sequence stamp + send time
+  const Geometry g = geometry_for(kSize);
+  detail::ShmSegment seg(g.bytes());
+  RingHeader* ring = ring_init(seg.data(), g);
+  detail::Fd efd;
+  if (wake == Wake::eventfd) efd.reset(FLOOR_SYS(eventfd(0, 0)));
+  int parent_cpu = -1, child_cpu = -1;
+  detail::pin_cpus(parent_cpu, child_cpu);
+  detail::PinScope pin(parent_cpu);
+
+  const char* name = seg.name();
+  const std::size_t bytes = g.bytes();
+  Child child(
+      [&] {
+        auto* h = static_cast<RingHeader*>(detail::ShmSegment::attach(name, bytes));
+        Consumer in(h, {wake, efd.get(), nullptr});
+        unsigned char msg[kSize];
+        h->attached.store(1, std::memory_order_release);
+        std::uint64_t sum = 0;
+        for (std::uint64_t i = 0; i <= n; ++i) {  // message 0 is the warm-up
+          in.recv(msg, kSize);
+          const std::uint64_t now = monotonic_ns();
+          std::uint64_t seq = 0, sent = 0;
+          std::memcpy(&seq, msg, 8);
+          std::memcpy(&sent, msg + 8, 8);
+          FLOOR_CHECK(seq == i && sent <= now);
+          if (i > 0) sum += now - sent;
+        }
+        h->done.store(sum, std::memory_order_release);  // SYNC with the parent's acquire after join()
+      },
+      child_cpu);
+  spin_until([&] { return ring->attached.load(std::memory_order_acquire) == 1; }, &child);
+  seg.unlink();
+
+  Producer out(ring, {wake, efd.get(), &child});
+  unsigned char msg[kSize];
+  const timespec gap{0, static_cast<long>(kWakeGapNs)};
+  for (std::uint64_t i = 0; i <= n; ++i) {
+    nanosleep(&gap, nullptr);
+    const std::uint64_t sent = monotonic_ns();
+    std::memcpy(msg, &i, 8);
+    std::memcpy(msg + 8, &sent, 8);
+    out.send(msg, kSize);
+  }
+  child.join();
+  return double(ring->done.load(std::memory_order_acquire)) * 1e-9;
 }
 
 }  // namespace cspbench::floors
