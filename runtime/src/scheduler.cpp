@@ -894,8 +894,9 @@ __attribute__((always_inline)) inline void park_task(Task* self) noexcept {
 namespace {
 __attribute__((noinline)) void unpark_thread(ThreadParker* tp) noexcept {
   if (tp->registered_with_) tp->registered_with_->live_.fetch_add(1, std::memory_order_acq_rel);
-  tp->state_.store(1, std::memory_order_release);
-  futex_wake(&tp->state_);
+  // SYNC POINT with the acquire load / exchange in wait_thread(): a thread
+  // still spinning (0) sees the 1 without a syscall; one asleep (2) is woken.
+  if (tp->state_.exchange(1, std::memory_order_acq_rel) == 2) futex_wake(&tp->state_);
 }
 
 /// The task may still be switching out on another thread: waits until its

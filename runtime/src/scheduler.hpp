@@ -68,7 +68,9 @@ class Parker {
   virtual ~Parker() = default;
 
   const Kind kind_;
-  /// Task: kRunning/kParked. Thread: futex word, 1 = notified.
+  /// Task: kRunning/kParked. Thread: futex word: 0 = waiting awake
+  /// (spinning) or not waiting, 1 = notified, 2 = asleep in futex_wait (the
+  /// notifier must wake it; see wait_thread in wait.cpp).
   std::atomic<std::uint32_t> state_{0};
   /// The waiter this context blocks on, for the deadlock detector.
   std::atomic<Waiter*> waiting_on_{nullptr};
@@ -110,6 +112,8 @@ class ThreadParker final : public Parker {
   ThreadParker() noexcept : Parker(Kind::thread) {}
   Scheduler* registered_with_ = nullptr;  // scheduler whose live_ counts this thread
   bool in_registry_ = false;              // linked in that scheduler's registry
+  std::uint8_t long_waits_ = 0;           // waits in a row that outlasted the spin (owner only)
+  std::uint8_t since_probe_ = 0;          // waits since the last full spin while slow (owner only)
 };
 
 /// A growable ring of task pointers (a run queue). Not synchronised.

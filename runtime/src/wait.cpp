@@ -2,6 +2,7 @@
 // all on the one mechanism of csp/detail/wait.hpp.
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -51,6 +52,50 @@ bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, Deadli
 
 namespace {
 
+// A thread spins this long for its notification before it sleeps: waking a
+// sleeping thread costs its notifier a futex syscall and the sleeper 20-50 us
+// on the 2-vCPU VM, while a peer on another CPU often answers within a few
+// microseconds. After kSlowAfter waits in a row that outlasted the spin, the
+// peer is slow: spin kSlowSpinNs only, with a full spin every kProbeEvery-th
+// wait (the same policy as the shm ring's; see shm_stream.cpp).
+constexpr std::int64_t kThreadSpinNs = 20000;
+constexpr std::int64_t kSlowSpinNs = 1000;
+constexpr unsigned kSlowAfter = 4;
+constexpr unsigned kProbeEvery = 8;
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+/// Spins until this thread is notified (true: the notification is taken, and
+/// state_ is 0 again) or the spin bound or `deadline` passes (false).
+bool spin_for_notification(ThreadParker* self, Deadline deadline) noexcept {
+  const bool slow = self->long_waits_ >= kSlowAfter && ++self->since_probe_ % kProbeEvery != 0;
+  const std::int64_t limit = slow ? kSlowSpinNs : kThreadSpinNs;
+  Clock::time_point start{};
+  for (unsigned i = 1;; ++i) {
+    // SYNC POINT with the release exchange in unpark_thread().
+    if (self->state_.load(std::memory_order_acquire) == 1) {
+      self->state_.store(0, std::memory_order_relaxed);  // one notification per wait: nobody else writes now
+      self->long_waits_ = 0;
+      return true;
+    }
+    cpu_relax();
+    if (i % 32 == 0) {
+      const Clock::time_point now = Clock::now();
+      if (start == Clock::time_point{}) start = now;
+      if (now - start >= std::chrono::nanoseconds(limit) || now >= deadline) break;
+      if (i % 1024 == 0) ::sched_yield();  // more runnable threads than CPUs: let them run
+    }
+  }
+  if (self->long_waits_ < kSlowAfter) ++self->long_waits_;
+  return false;
+}
+
 /// wait() for a thread; out of line, so a coroutine's wait() saves no registers.
 __attribute__((noinline)) std::uintptr_t wait_thread(ThreadParker* self, Waiter& w, Deadline deadline) {
   self->waiting_on_.store(&w, std::memory_order_release);
@@ -59,17 +104,30 @@ __attribute__((noinline)) std::uintptr_t wait_thread(ThreadParker* self, Waiter&
   if (timed) s.live_.fetch_add(kSource, std::memory_order_acq_rel);
   s.live_add(-1);
   bool timed_out = false;
-  for (;;) {
-    if (self->state_.exchange(0, std::memory_order_acq_rel) == 1) break;
-    if (!timed_out && timed && !futex_wait(&self->state_, 0, deadline)) {
-      timed_out = true;
-      if (w.try_select(kTimedOut)) {
-        s.live_.fetch_add(1, std::memory_order_acq_rel);  // we woke ourselves
+  if (!spin_for_notification(self, deadline)) {
+    for (;;) {
+      // Announce that we sleep (2), unless the notification came (1).
+      // SYNC POINT with the exchange in unpark_thread(): whichever comes
+      // second sees the other's value, so a notifier that saw 0 left its 1
+      // for this exchange, and one that saw 2 wakes the futex.
+      if (self->state_.exchange(2, std::memory_order_acq_rel) == 1) {
+        self->state_.store(0, std::memory_order_relaxed);
         break;
       }
-      continue;  // someone selected us first: their wake is on its way
+      if (!timed_out && timed) {
+        if (!futex_wait(&self->state_, 2, deadline)) {
+          timed_out = true;
+          if (w.try_select(kTimedOut)) {
+            self->state_.store(0, std::memory_order_relaxed);  // no notifier comes: we won our own select
+            s.live_.fetch_add(1, std::memory_order_acq_rel);  // we woke ourselves
+            break;
+          }
+          // Someone selected us first: their wake is on its way.
+        }
+        continue;
+      }
+      futex_wait(&self->state_, 2, forever);
     }
-    if (timed_out || !timed) futex_wait(&self->state_, 0, forever);
   }
   if (timed) s.live_add(-kSource);
   {

@@ -245,28 +245,30 @@ TEST_F(TraceTest, BlockingReadsAndWritesAreEventsNamingChannelAndProcess) {
 
 TEST_F(TraceTest, EventsSayHowAWaitEnded) {
   csp::trace_start(path_);
-  csp::Channel<int> quiet{"quiet"}, doomed{"doomed"};
+  csp::Channel<int> quiet{"quiet"}, doomed{"doomed"}, ready{"ready"};
   auto keep_quiet = quiet.writer();  // a writer exists: the read times out, it does not retire
   csp::Parallel(
       csp::process(
           [](csp::Reader<int> q) { EXPECT_FALSE(q.read_for(3ms).has_value()); }, quiet.reader())
           .named("timer"),
       csp::process(
-          [](csp::Reader<int> d) {
+          [](csp::Reader<int> d, csp::Writer<int> r) {
+            r.write(1);  // then straight into the read, which must block
             try {
               d.read();
               ADD_FAILURE() << "read of a poisoned channel returned";
             } catch (const csp::ChannelPoisoned&) {
             }
           },
-          doomed.reader())
+          doomed.reader(), ready.writer())
           .named("victim"),
       csp::process(
-          [](csp::Writer<int> d) {
-            csp::sleep_for(5ms);
+          [](csp::Writer<int> d, csp::Reader<int> r) {
+            r.read();
+            csp::sleep_for(20ms);  // the victim is blocked in its read long before (even on a loaded machine)
             d.poison();
           },
-          doomed.writer())
+          doomed.writer(), ready.reader())
           .named("poisoner"));
   csp::trace_flush();
   const auto timed = events_of("read quiet", "timer");
