@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <ctime>
@@ -52,13 +53,17 @@ bool futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, Deadli
 
 namespace {
 
-// A thread spins this long for its notification before it sleeps: waking a
-// sleeping thread costs its notifier a futex syscall and the sleeper 20-50 us
-// on the 2-vCPU VM, while a peer on another CPU often answers within a few
-// microseconds. After kSlowAfter waits in a row that outlasted the spin, the
-// peer is slow: spin kSlowSpinNs only, with a full spin every kProbeEvery-th
-// wait (the same policy as the shm ring's; see shm_stream.cpp).
-constexpr std::int64_t kThreadSpinNs = 20000;
+// A thread spins up to kThreadSpinNs (none when Config::spin_us, i.e.
+// CSP_SPIN_US, is 0) for its notification before it sleeps: waking a
+// sleeping thread costs its notifier a futex syscall and the sleeper 20-50
+// us on the 2-vCPU VM, while a peer on another CPU often answers within a
+// microsecond. The bound stays short because a spinning thread holds a CPU
+// its peer may need when threads outnumber CPUs (measured with two busy
+// processes beside a thread ping-pong: 50 us of spin made hops of 67 us).
+// After kSlowAfter waits in a row that outlasted the spin, the peer is
+// slow: spin kSlowSpinNs only, with a full spin every kProbeEvery-th wait
+// (the same policy as the shm ring's; see shm_stream.cpp).
+constexpr std::int64_t kThreadSpinNs = 10000;
 constexpr std::int64_t kSlowSpinNs = 1000;
 constexpr unsigned kSlowAfter = 4;
 constexpr unsigned kProbeEvery = 8;
@@ -73,9 +78,10 @@ inline void cpu_relax() noexcept {
 
 /// Spins until this thread is notified (true: the notification is taken, and
 /// state_ is 0 again) or the spin bound or `deadline` passes (false).
-bool spin_for_notification(ThreadParker* self, Deadline deadline) noexcept {
+bool spin_for_notification(ThreadParker* self, std::int64_t max_spin_ns, Deadline deadline) noexcept {
+  if (max_spin_ns <= 0) return false;
   const bool slow = self->long_waits_ >= kSlowAfter && ++self->since_probe_ % kProbeEvery != 0;
-  const std::int64_t limit = slow ? kSlowSpinNs : kThreadSpinNs;
+  const std::int64_t limit = slow ? std::min(max_spin_ns, kSlowSpinNs) : max_spin_ns;
   Clock::time_point start{};
   for (unsigned i = 1;; ++i) {
     // SYNC POINT with the release exchange in unpark_thread().
@@ -104,7 +110,7 @@ __attribute__((noinline)) std::uintptr_t wait_thread(ThreadParker* self, Waiter&
   if (timed) s.live_.fetch_add(kSource, std::memory_order_acq_rel);
   s.live_add(-1);
   bool timed_out = false;
-  if (!spin_for_notification(self, deadline)) {
+  if (!spin_for_notification(self, s.config_.spin_us != 0 ? kThreadSpinNs : 0, deadline)) {
     for (;;) {
       // Announce that we sleep (2), unless the notification came (1).
       // SYNC POINT with the exchange in unpark_thread(): whichever comes
