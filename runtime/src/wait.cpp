@@ -2,7 +2,6 @@
 // all on the one mechanism of csp/detail/wait.hpp.
 #include <linux/futex.h>
 #include <poll.h>
-#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -95,7 +94,6 @@ bool spin_for_notification(ThreadParker* self, std::int64_t max_spin_ns, Deadlin
       const Clock::time_point now = Clock::now();
       if (start == Clock::time_point{}) start = now;
       if (now - start >= std::chrono::nanoseconds(limit) || now >= deadline) break;
-      if (i % 1024 == 0) ::sched_yield();  // more runnable threads than CPUs: let them run
     }
   }
   if (self->long_waits_ < kSlowAfter) ++self->long_waits_;

@@ -63,7 +63,6 @@
 #include <fcntl.h>
 #include <linux/membarrier.h>
 #include <poll.h>
-#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -654,7 +653,6 @@ ShmStream::Wait ShmStream::wait_for_data(Deadline deadline) {
       if (ns_between(start, now) >= limit || now >= deadline) break;
     }
     if (i % 4 == 0 && in_coroutine) csp::yield();  // let this worker's other processes run
-    if (i % 256 == 0) ::sched_yield();  // and other OS processes, when there are more than CPUs
   }
   if (start == csp::detail::Clock::time_point{}) start = csp::detail::Clock::now();
   // Park: announce, re-check, sleep on the eventfd and the lifeline.
@@ -715,7 +713,6 @@ ShmStream::Wait ShmStream::wait_for_space(std::uint64_t wanted) {
       if (ns_between(start, now) >= limit) break;
     }
     if (i % 4 == 0 && in_coroutine) csp::yield();
-    if (i % 256 == 0) ::sched_yield();
   }
   if (start == csp::detail::Clock::time_point{}) start = csp::detail::Clock::now();
   for (;;) {
