@@ -34,7 +34,7 @@ Workloads
 Transports
   inproc-1w   coroutines, 1 worker thread          floors: floor:fiber, floor:memcpy
   inproc-Nw   coroutines, one worker per CPU       floor:  floor:shm-ring
-  thread      csp::thread_process (OS threads)     floors: floor:shm-futex, floor:shm-ring
+  thread      csp::thread_process (OS threads)     floors: floor:shm-ring, floor:shm-futex
   shm pipe unix tcp   csp::os_process children with CSP_TRANSPORT=<name>
                                                    floors: floor:shm-ring, floor:pipe,
                                                            floor:unix, floor:tcp
