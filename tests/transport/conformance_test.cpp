@@ -7,6 +7,9 @@
 // is about a timeout (read_for/write_for), never to wait for the other side.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -810,6 +813,300 @@ TEST_P(Conformance, ChildSelectsOverAStreamingInput) {
   EXPECT_EQ(got, want);
 }
 
+// ---- read-ahead: values lent to a child reader (wire.hpp, "Read-ahead") ----------------
+
+// 100,000 values through a buffer of 64 to a child: order and sum.
+TEST_P(Conformance, StreamOf100000ValuesToAChild) {
+  csp::Channel<std::uint64_t> ch{csp::buffer(64)};
+  constexpr std::uint64_t kValues = 100000;
+  auto child = [](csp::Reader<std::uint64_t> in) {
+    std::uint64_t n = 0, sum = 0, out_of_order = 0;
+    for (std::uint64_t v : in) {
+      if (v != n) ++out_of_order;
+      sum += v * 2654435761u;
+      ++n;
+    }
+    return std::vector<std::uint64_t>{n, sum, out_of_order};
+  };
+  auto writer = [](csp::Writer<std::uint64_t> out) { for (std::uint64_t i = 0; i < kValues; ++i) out.write(i); };
+  auto [got, unused] = csp::Parallel(csp::os_process(child, ch.reader()), csp::process(writer, ch.writer()));
+  (void)unused;
+  std::uint64_t sum = 0;
+  for (std::uint64_t i = 0; i < kValues; ++i) sum += i * 2654435761u;
+  EXPECT_EQ(got, (std::vector<std::uint64_t>{kValues, sum, 0}));
+}
+
+// A child that takes k of a full buffer (the rest lent to it) and ends
+// normally: the parent then reads every other value, in order, once.
+TEST_P(Conformance, AReaderThatExitsLeavesTheRestToTheParent) {
+  csp::Channel<int> ch{csp::buffer(64)};
+  {
+    csp::Writer<int> w = ch.writer();
+    for (int i = 0; i < 64; ++i) w.write(i);
+  }  // the writers retired: the parent's loop below ends once it drained the buffer
+  constexpr int kTaken = 10;
+  auto child = [](csp::Reader<int> in) {
+    std::vector<int> got;
+    for (int i = 0; i < kTaken; ++i) got.push_back(in.read());
+    return got;
+  };
+  auto [taken] = csp::Parallel(csp::os_process(child, ch.reader()));
+  EXPECT_EQ(taken, iota_vector(0, kTaken));
+  std::vector<int> rest;
+  for (int v : ch.reader()) rest.push_back(v);
+  EXPECT_EQ(rest, iota_vector(kTaken, 64));
+}
+
+// A local reader joins while a child streams: the child's lent values come
+// back to it in order, nothing is lost or read twice, both see order.
+TEST_P(Conformance, ALocalReaderJoiningAStreamingChild) {
+  csp::Channel<int> ch{csp::buffer(64)};
+  csp::Channel<int> progress{csp::buffer(1)};
+  constexpr int kValues = 20000;
+  auto child = [](csp::Reader<int> in, csp::Writer<int> told) {
+    std::vector<int> got;
+    for (int v : in) {
+      got.push_back(v);
+      if (got.size() == 1000) told.write(0);  // keeps streaming
+    }
+    return got;
+  };
+  auto late_reader = [&ch](csp::Reader<int> told) {
+    told.read();
+    csp::Reader<int> in = ch.reader();
+    std::vector<int> got;
+    for (int i = 0; i < 2000; ++i) got.push_back(in.read());
+    return got;  // then its end leaves: the child may be lent to again
+  };
+  auto [remote, unused, local] =
+      csp::Parallel(csp::os_process(child, ch.reader(), progress.writer()),
+                    csp::process(write_count(kValues), ch.writer()), csp::process(late_reader, progress.reader()));
+  (void)unused;
+  EXPECT_TRUE(increasing(remote));
+  EXPECT_TRUE(increasing(local));
+  EXPECT_EQ(local.size(), 2000u);
+  std::vector<int> all = remote;
+  all.insert(all.end(), local.begin(), local.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all, iota_vector(0, kValues));
+}
+
+// Poison while values are lent to a child: after the child learned of the
+// poison (through another channel) it gets no lent value, only ChannelPoisoned.
+TEST_P(Conformance, PoisonRevokesWhatIsLent) {
+  csp::Channel<int> ch{csp::buffer(64)};
+  csp::Channel<int> took, poisoned;
+  auto child = [](csp::Reader<int> in, csp::Writer<int> told, csp::Reader<int> after) {
+    const int first = in.read();  // the rest of the buffer is lent to us now
+    told.write(first);
+    after.read();
+    int read_after_poison = 0;
+    try {
+      for (;;) {
+        in.read();
+        ++read_after_poison;
+      }
+    } catch (const csp::ChannelPoisoned&) {
+    }
+    return read_after_poison;
+  };
+  auto parent = [](csp::Writer<int> out, csp::Reader<int> told, csp::Writer<int> after) {
+    for (int i = 0; i < 64; ++i) out.write(i);
+    EXPECT_EQ(told.read(), 0);
+    out.poison();
+    after.write(0);
+  };
+  auto [after_poison, unused] = csp::Parallel(csp::os_process(child, ch.reader(), took.writer(), poisoned.reader()),
+                                              csp::process(parent, ch.writer(), took.reader(), poisoned.writer()));
+  (void)unused;
+  EXPECT_EQ(after_poison, 0);
+}
+
+// The writers retire while values are lent to a child; a local reader then
+// drains everything (lent values come back) and gets ChannelRetired; so
+// does the child, with nothing left.
+TEST_P(Conformance, WriterRetiredWhileLentDrainsEverything) {
+  csp::Channel<int> ch{csp::buffer(64)};
+  csp::Channel<int> took, drained;
+  {
+    csp::Writer<int> w = ch.writer();
+    for (int i = 0; i < 64; ++i) w.write(i);
+  }
+  constexpr int kTaken = 20;
+  auto child = [](csp::Reader<int> in, csp::Writer<int> told, csp::Reader<int> go_on) {
+    std::vector<int> got;
+    for (int i = 0; i < kTaken; ++i) got.push_back(in.read());
+    told.write(0);
+    go_on.read();
+    for (int v : in) got.push_back(v);  // nothing left: ends with ChannelRetired
+    return got;
+  };
+  auto parent = [&ch](csp::Reader<int> told, csp::Writer<int> go_on) {
+    told.read();
+    std::vector<int> got;
+    for (int v : ch.reader()) got.push_back(v);
+    go_on.write(0);
+    return got;
+  };
+  auto [remote, local] = csp::Parallel(csp::os_process(child, ch.reader(), took.writer(), drained.reader()),
+                                       csp::process(parent, took.reader(), drained.writer()));
+  EXPECT_EQ(remote, iota_vector(0, kTaken));
+  EXPECT_EQ(local, iota_vector(kTaken, 64));
+}
+
+// Two processes of one child read the same lent stream (one RemoteChannel):
+// every value once, each process's share in order.
+TEST_P(Conformance, TwoProcessesOfAChildShareALentStream) {
+  CSP_SKIP_IF_CHILD_STARTS_THREADS();  // the child runs a Parallel
+  csp::Channel<int> ch{csp::buffer(64)};
+  constexpr int kValues = 20000;
+  auto child = [](csp::Reader<int> in) {
+    auto collect = [](csp::Reader<int> r) { std::vector<int> got; for (int v : r) got.push_back(v); return got; };
+    auto [a, b] = csp::Parallel(csp::process(collect, in), csp::thread_process(collect, in));
+    const bool ordered = increasing(a) && increasing(b);
+    a.insert(a.end(), b.begin(), b.end());
+    std::sort(a.begin(), a.end());
+    a.push_back(ordered ? 1 : 0);
+    return a;
+  };
+  auto [got, unused] = csp::Parallel(csp::os_process(child, ch.reader()), csp::process(write_count(kValues), ch.writer()));
+  (void)unused;
+  std::vector<int> want = iota_vector(0, kValues);
+  want.push_back(1);
+  EXPECT_EQ(got, want);
+}
+
+// A child reader killed by SIGKILL mid-stream, values lent to it: the
+// parent is not left waiting (the child fails, its channels are poisoned,
+// DESIGN §4b), and the lent values were revoked, not lost in transit: the
+// writer is woken by the poison, whatever was lent. (That what was not
+// taken comes back exactly once is shown in-process by
+// Lending.RevokedValuesComeBackInOrderExactlyOnce, with the same word.)
+TEST_P(Conformance, AStreamingChildKilledMidStreamFailsCleanly) {
+  csp::Channel<int> ch{csp::buffer(64)};
+  auto child = [](csp::Reader<int> in) {
+    for (int i = 0; i < 500; ++i) in.read();
+    ::kill(::getpid(), SIGKILL);
+  };
+  auto writer = [](csp::Writer<int> out) {
+    int n = 0;
+    try {
+      for (;; ++n) out.write(n);
+    } catch (const csp::ChannelPoisoned&) {
+    }
+    return n;
+  };
+  std::string failure;
+  try {
+    csp::Parallel(csp::os_process(child, ch.reader()), csp::process(writer, ch.writer()));
+  } catch (const csp::ProcessFailed& e) {
+    failure = e.what();
+  }
+  EXPECT_NE(failure.find("signal"), std::string::npos) << failure;
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, Conformance, csp_test::all_link_kinds(), csp_test::link_kind_name);
+
+// ---- lending at the home, with the remote's side played here ------------------------------
+// The home channel's half of read-ahead, driven directly: a Borrower that
+// records what is lent, and a "remote" that takes lent values by the same
+// CAS RemoteChannel uses. Shows what the transports cannot show once a
+// child is killed (its channels are poisoned then): every value not taken
+// comes back, in order, exactly once.
+
+class RecordingBorrower final : public csp::detail::Borrower<int> {
+ public:
+  explicit RecordingBorrower(std::atomic<std::uint64_t>* word) : Borrower(word) {}
+  bool encode_lent(const int& value, std::uint32_t epoch, std::uint16_t index) override {
+    lent.push_back({value, epoch, index});
+    return true;
+  }
+  struct Lent {
+    int value;
+    std::uint32_t epoch;
+    std::uint16_t index;
+  };
+  std::vector<Lent> lent;
+};
+
+/// The remote's take (RemoteChannel::take_locked): true if `l` is ours.
+bool take(std::atomic<std::uint64_t>& word, const RecordingBorrower::Lent& l) {
+  namespace lw = csp::detail::lend_word;
+  std::uint64_t w = word.load();
+  for (;;) {
+    if (lw::epoch(w) != l.epoch || lw::taken(w) != l.index || lw::fence(w) == lw::taken(w)) return false;
+    if (word.compare_exchange_weak(w, lw::make(lw::epoch(w), lw::fence(w), static_cast<std::uint16_t>(lw::taken(w) + 1))))
+      return true;
+  }
+}
+
+TEST(Lending, RevokedValuesComeBackInOrderExactlyOnce) {
+  csp::Channel<int> ch{csp::buffer(64)};
+  auto home = ch.impl();
+  ASSERT_TRUE(home->lendable());
+  csp::Writer<int> w = ch.writer();
+  for (int i = 0; i < 64; ++i) w.write(i);
+  EXPECT_FALSE(w.try_write(64));  // full
+  std::atomic<std::uint64_t> word{0};
+  RecordingBorrower remote(&word);
+  ASSERT_NE(home->lend_attach(remote), 0u);
+  csp::detail::Waiter park("lend", "test", false);
+  auto r = home->lend(remote, park);
+  ASSERT_EQ(r.kind, csp::detail::LendResult::lent);
+  ASSERT_EQ(remote.lent.size(), 64u);
+  EXPECT_FALSE(w.try_write(64));  // lent values still count against the capacity
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(take(word, remote.lent[i]));
+  home->lend_consumed(remote);  // the hint: their room is free
+  for (int i = 64; i < 74; ++i) EXPECT_TRUE(w.try_write(i)) << i;
+  EXPECT_FALSE(w.try_write(74));
+  ASSERT_TRUE(take(word, remote.lent[10]));  // taken, not yet reported
+  home->lend_revoke(remote, true);           // the connection ends (the child died)
+  EXPECT_FALSE(take(word, remote.lent[11]));  // too late: it went back
+  EXPECT_EQ(home->lend_attach(remote), 0u);   // never again
+  w.retire();
+  std::vector<int> rest;
+  for (int v : ch.reader()) rest.push_back(v);
+  EXPECT_EQ(rest, iota_vector(11, 74));
+}
+
+// Poison revokes at once, under the channel's lock: nothing lent is taken after it.
+TEST(Lending, PoisonRevokesAtOnce) {
+  csp::Channel<int> ch{csp::buffer(8)};
+  auto home = ch.impl();
+  csp::Writer<int> w = ch.writer();
+  for (int i = 0; i < 8; ++i) w.write(i);
+  std::atomic<std::uint64_t> word{0};
+  RecordingBorrower remote(&word);
+  ASSERT_NE(home->lend_attach(remote), 0u);
+  csp::detail::Waiter park("lend", "test", false);
+  ASSERT_EQ(home->lend(remote, park).kind, csp::detail::LendResult::lent);
+  ASSERT_TRUE(take(word, remote.lent[0]));
+  ch.poison();
+  EXPECT_FALSE(take(word, remote.lent[1]));
+  EXPECT_EQ(home->lend(remote, park).kind, csp::detail::LendResult::poisoned);
+  EXPECT_EQ(home->lend_attach(remote), 0u);
+  home->lend_revoke(remote, true);
+}
+
+// Another reader at the home revokes at once: it gets the oldest value
+// without any answer from the remote (which may be blocked elsewhere).
+TEST(Lending, AHomeReaderRevokesWithoutTheRemote) {
+  csp::Channel<int> ch{csp::buffer(8)};
+  auto home = ch.impl();
+  csp::Writer<int> w = ch.writer();
+  for (int i = 0; i < 8; ++i) w.write(i);
+  std::atomic<std::uint64_t> word{0};
+  RecordingBorrower remote(&word);
+  ASSERT_NE(home->lend_attach(remote), 0u);
+  csp::detail::Waiter park("lend", "test", false);
+  ASSERT_EQ(home->lend(remote, park).kind, csp::detail::LendResult::lent);
+  ASSERT_TRUE(take(word, remote.lent[0]));
+  csp::Reader<int> r = ch.reader();
+  EXPECT_EQ(r.try_read(), std::optional<int>(1));
+  EXPECT_FALSE(take(word, remote.lent[1]));
+  EXPECT_EQ(home->lend(remote, park).kind, csp::detail::LendResult::detached);
+  for (int i = 2; i < 8; ++i) EXPECT_EQ(r.try_read(), std::optional<int>(i));
+  home->lend_revoke(remote, true);
+}
 
 }  // namespace

@@ -71,6 +71,17 @@ class ChannelBuffer {
     std::construct_at(ring_ + slot, std::move(value));
     ++size_;
   }
+  /// Puts `value` back before every value held (FIFO ring only; the
+  /// caller guarantees room). Used when values lent to a remote reader
+  /// come back (channel_impl.hpp, "Lending").
+  void push_front(T&& value) {
+    head_ = head_ == 0 ? capacity_ - 1 : head_ - 1;
+    std::construct_at(ring_ + head_, std::move(value));
+    ++size_;
+  }
+  /// True for a FIFO ring (not a priority heap).
+  [[nodiscard]] bool fifo() const noexcept { return ring_ != nullptr; }
+
   __attribute__((always_inline)) T pop() {
     if (!ring_) [[unlikely]]
       return heap_pop();

@@ -30,10 +30,35 @@
 //   &lock_`: every selection of it happens under lock_ (select_locked; the
 //   deadlock detector takes lock_ too), so no CAS is needed. Ops of
 //   alternations and timed waits have no guard and are selected by CAS.
+//
+// Lending (read-ahead to one remote reader, csp/transport/wire.hpp):
+// - A FIFO-buffered channel may lend values to one Borrower (the server of
+//   a remote reader's connection): they leave buffer_ for lent_, oldest
+//   first, and are sent ahead. The queue a reader sees is lent_ followed by
+//   buffer_: only the borrower takes from it while lent_ is non-empty.
+// - Capacity counts lent values and `ghost_` (values a revoked borrower
+//   consumed whose room is not yet refilled from waiting writers):
+//   buffer_.size() + outside_ <= capacity, outside_ == lent_.size() + ghost_.
+//   So writers' back-pressure does not change, and values given back always
+//   fit at the front of the ring.
+// - The borrower's shared word (lend_word) decides, by CAS, which lent
+//   values the remote consumed: the remote takes value `index` of `epoch`
+//   only while the word says so; revoking bumps the epoch and sets the
+//   fence to what was taken, so every value not taken by then comes back
+//   (to the front of buffer_, in order) and can never be taken by the
+//   remote afterwards. Revoking needs no answer from the remote.
+// - Any other reader (a read, a poll, a blocked op, a reader joining)
+//   revokes first, so a lent value never waits in a remote that is not
+//   reading while another reader wants it, and FIFO order holds across
+//   readers. poison() revokes too: nothing lent is consumed after it.
+// - lend_waiter_ is the borrower's lending executor parked for values or
+//   room; while set, writes take the slow path, which wakes it.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <utility>
@@ -145,10 +170,90 @@ class ChannelCore {
   transport transport_ = transport::automatic;
 };
 
+// ---- lending (read-ahead to a remote reader) ---------------------------------------
+
+/// The word a home channel and one remote reader share (in memory both
+/// map) to agree which lent values the remote consumed: epoch in bits
+/// 63..32, fence (values lent so far, mod 2^16) in 31..16, taken (values
+/// the remote consumed so far, mod 2^16) in 15..0. Only the home changes
+/// epoch and fence, only the remote taken, each by CAS on the whole word.
+namespace lend_word {
+inline std::uint32_t epoch(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
+inline std::uint16_t fence(std::uint64_t w) noexcept { return static_cast<std::uint16_t>(w >> 16); }
+inline std::uint16_t taken(std::uint64_t w) noexcept { return static_cast<std::uint16_t>(w); }
+inline std::uint64_t make(std::uint32_t epoch, std::uint16_t fence, std::uint16_t taken) noexcept {
+  return (std::uint64_t{epoch} << 32) | (std::uint64_t{fence} << 16) | taken;
+}
+inline std::uint32_t next_epoch(std::uint32_t epoch) noexcept { return epoch + 1 == 0 ? 1 : epoch + 1; }
+/// Home: ends the current epoch; whatever was lent and not taken can no
+/// longer be taken. Returns the word as it was just before.
+inline std::uint64_t revoke(std::atomic<std::uint64_t>& word) noexcept {
+  std::uint64_t w = word.load(std::memory_order_acquire);
+  // SYNC POINT: pairs with the remote's CAS in take (RemoteChannel): the
+  // first of the two wins, so a value is either taken or given back.
+  while (!word.compare_exchange_weak(w, make(next_epoch(epoch(w)), taken(w), taken(w)), std::memory_order_acq_rel,
+                                     std::memory_order_acquire)) {
+  }
+  return w;
+}
+}  // namespace lend_word
+
+/// Most values lent to a remote reader at once (the index space is 2^16).
+inline constexpr std::size_t kMaxLent = 1024;
+
+/// A remote reader values can be lent to: the home's server of its
+/// connection. The lending channel calls encode_lent under its lock.
+template <class T>
+class Borrower {
+ public:
+  explicit Borrower(std::atomic<std::uint64_t>* word) noexcept : lend_word_(word) {}
+  virtual ~Borrower() = default;
+  Borrower(const Borrower&) = delete;
+  Borrower& operator=(const Borrower&) = delete;
+  /// Under the channel's lock: prepares `value`, lent as `index` of
+  /// `epoch`, for sending once the lock is dropped; false when the batch is
+  /// big enough. Throwing (a value that cannot be sent) undoes the batch.
+  virtual bool encode_lent(const T& value, std::uint32_t epoch, std::uint16_t index) = 0;
+
+  std::atomic<std::uint64_t>* const lend_word_;  // shared with the remote (lend_word)
+  // Guarded by the lending channel's lock:
+  bool lend_closed_ = false;                     // never attach again
+  std::uint32_t lend_epoch_ = 0;                 // the epoch of the latest attach
+};
+
+/// What one lend() did.
+struct LendResult {
+  enum Kind : std::uint8_t {
+    lent,      // values were encoded (send them)
+    empty,     // nothing to lend now: the caller parks on its waiter, which the channel wakes
+    detached,  // this borrower is not (or no longer) lent to: revoked
+    poisoned,  // the channel is poisoned (and revoked)
+    drained,   // the writers retired and nothing is buffered: nothing more will come
+  };
+  Kind kind = detached;
+  std::uint32_t epoch = 0;  // the epoch lent in, or (detached, poisoned) the last one lent in
+};
+
 template <class T>
 class ChannelImpl : public ChannelCore {
  public:
   using ChannelCore::ChannelCore;
+  // Lending (only a FIFO-buffered home channel supports it; see the file comment).
+  /// True if values can be lent to a remote reader.
+  [[nodiscard]] virtual bool lendable() const noexcept { return false; }
+  /// Starts lending to `b` if it may be now (no other reader waits or is a
+  /// member, not poisoned); revokes any other borrower first. Returns the
+  /// new epoch, or 0 when not lending.
+  virtual std::uint32_t lend_attach(Borrower<T>& /*b*/) { return 0; }
+  /// Lends what is buffered (up to the window) to `b`, encoding it through
+  /// b.encode_lent; with nothing to lend, registers `park` to be woken
+  /// (try_select(kWoken)) when that may have changed.
+  virtual LendResult lend(Borrower<T>& /*b*/, Waiter& /*park*/) { return {}; }
+  /// `b`'s remote reported consumption: frees capacity it took.
+  virtual void lend_consumed(Borrower<T>& /*b*/) {}
+  /// Gives back what `b` has not consumed and stops lending to it; `final`:
+  /// never again (the connection ends). Wakes b's parked executor.
+  virtual void lend_revoke(Borrower<T>& /*b*/, bool /*final*/) {}
   virtual std::optional<T> read_until(Deadline deadline) = 0;
   virtual bool write_until(T& value, Deadline deadline) = 0;
   /// A blocking write by a user process (Writer::write). A transport may
@@ -180,7 +285,8 @@ class InprocChannel final : public ChannelImpl<T> {
   std::optional<T> read_until(Deadline deadline) override {
     lock_channel();
     // capacity() first: a rendezvous channel then skips the buffer.
-    if (buffer_.capacity() != 0 && !buffer_.empty() && writers_.empty() && !poisoned_) [[likely]] {
+    if (buffer_.capacity() != 0 && !buffer_.empty() && writers_.empty() && !poisoned_ && borrower_ == nullptr)
+        [[likely]] {
       // Fast path of a buffered stream: nobody to wake.
       std::optional<T> value(std::in_place, buffer_.pop());
       lock_.unlock();
@@ -197,8 +303,8 @@ class InprocChannel final : public ChannelImpl<T> {
 
   bool write_until(T& value, Deadline deadline) override {
     lock_channel();
-    if (buffer_.capacity() != 0 && readers_.empty() && !buffer_.full() && !poisoned_ && !retired(Side::reader))
-        [[likely]] {
+    if (buffer_.capacity() != 0 && readers_.empty() && buffer_.size() + outside_ < buffer_.capacity() && !poisoned_ &&
+        !retired(Side::reader) && lend_waiter_ == nullptr) [[likely]] {
       buffer_.push(std::move(value));  // fast path of a buffered stream
       lock_.unlock();
       return true;
@@ -222,6 +328,8 @@ class InprocChannel final : public ChannelImpl<T> {
   // engaged byte and reloading it at once as part of a wider load, which
   // the CPU cannot forward from the store (that stall was ~15% of a hop).
   void read_slow_locked(std::optional<T>& out, Deadline deadline) {
+    if (borrower_ != nullptr || ghost_ != 0) [[unlikely]]
+      settle_lending_locked();
     Waiter* wake = nullptr;
     switch (poll_read_impl(out, wake)) {
       case Poll::ready:
@@ -256,6 +364,8 @@ class InprocChannel final : public ChannelImpl<T> {
   }
 
   bool write_slow_locked(T& value, Deadline deadline) {
+    if (ghost_ != 0) [[unlikely]]
+      settle_lending_locked();
     Waiter* wake = nullptr;
     switch (poll_write_impl(value, wake)) {
       case Poll::ready:
@@ -304,6 +414,16 @@ class InprocChannel final : public ChannelImpl<T> {
  private:
   __attribute__((always_inline)) Poll poll_read_impl(std::optional<T>& out, Waiter*& wake) {
     if (poisoned_) return Poll::poisoned;
+    // Another reader: what is lent comes back first (its room stays ghost_
+    // here, where only one waiter can be woken; settle_lending_locked frees it).
+    if (borrower_ != nullptr) [[unlikely]] {
+      revoke_locked(nullptr);
+      // Its executor must tell the remote (LEND_END) even if nothing else
+      // happens. Woken under lock_ on this rare path (a poll at the home
+      // while lending): unpark() never switches, and the executor parks
+      // without lock_.
+      if (Waiter* lender = take_lend_waiter_locked()) lender->wake();
+    }
     if (buffer_.capacity() != 0 && !buffer_.empty()) {
       out.emplace(buffer_.pop());
       // A writer blocked on the full buffer can now put its value in.
@@ -336,8 +456,9 @@ class InprocChannel final : public ChannelImpl<T> {
         return Poll::ready;
       }
     }
-    if (buffer_.capacity() != 0 && !buffer_.full()) {
+    if (buffer_.capacity() != 0 && buffer_.size() + outside_ < buffer_.capacity()) {
       buffer_.push(std::move(value));
+      wake = take_lend_waiter_locked();  // a lending executor waits for values
       return Poll::ready;
     }
     return Poll::not_ready;
@@ -356,9 +477,17 @@ class InprocChannel final : public ChannelImpl<T> {
   void unlock() noexcept override { lock_.unlock(); }
 
   void join(Side side) override {
-    std::lock_guard guard(lock_);
+    lock_.lock();
     ++count(side);
     ever(side) = true;
+    if (side == Side::reader && borrower_ != nullptr) {  // a second reader: nothing stays lent
+      WakeList wakes;
+      revoke_locked(&wakes);
+      lock_.unlock();
+      wakes.wake();
+      return;
+    }
+    lock_.unlock();
   }
 
   void leave(Side side) override {
@@ -374,6 +503,7 @@ class InprocChannel final : public ChannelImpl<T> {
   void poison() override {
     lock_.lock();
     poisoned_ = true;
+    if (borrower_ != nullptr) revoke_locked(nullptr);  // nothing lent is consumed after poison
     wake_all_locked(kPoisoned);
   }
   [[nodiscard]] bool poisoned() const override {
@@ -402,12 +532,14 @@ class InprocChannel final : public ChannelImpl<T> {
         }
       }
     }
+    Waiter* lender = take_lend_waiter_locked();
     lock_.unlock();
     while (won) {
       Op* next = won->next_;
       won->waiter_->wake();
       won = next;
     }
+    if (lender) lender->wake();
   }
 
   /// After wait() ended without our op completing: unlink it, then return
@@ -430,6 +562,219 @@ class InprocChannel final : public ChannelImpl<T> {
     }
   }
 
+  // ---- lending (see the file comment) ----
+
+  /// Waiters to wake once lock_ is dropped: writers moved into the buffer
+  /// (chained through Op::next_, as in wake_all_locked) and lending executors.
+  struct WakeList {
+    Op* writers = nullptr;
+    Waiter* lenders[2] = {nullptr, nullptr};
+    void add_lender(Waiter* w) noexcept {
+      if (!w) return;
+      if (!lenders[0]) lenders[0] = w; else lenders[1] = w;
+    }
+    void wake() noexcept {
+      while (writers) {
+        Op* next = writers->next_;
+        writers->waiter_->wake();
+        writers = next;
+      }
+      for (Waiter* w : lenders)
+        if (w) w->wake();
+    }
+  };
+
+  /// Takes the parked lending executor's waiter, selected: the caller wakes
+  /// it once lock_ is dropped (null if none).
+  Waiter* take_lend_waiter_locked() noexcept {
+    Waiter* w = std::exchange(lend_waiter_, nullptr);
+    return w && w->try_select(kWoken) ? w : nullptr;
+  }
+
+ public:
+  [[nodiscard]] bool lendable() const noexcept override { return buffer_.capacity() != 0 && buffer_.fifo(); }
+
+  std::uint32_t lend_attach(Borrower<T>& b) override {
+    WakeList wakes;
+    lock_channel();
+    std::uint32_t epoch = 0;
+    if (b.lend_closed_ || !lendable() || poisoned_ || readers_count_ > 1 || !readers_.empty() ||
+        (retired(Side::writer) && buffer_.empty())) {
+      if (borrower_ == &b) revoke_locked(&wakes);
+    } else if (borrower_ == &b) {
+      epoch = lent_epoch_;
+    } else {
+      if (borrower_ != nullptr) revoke_locked(&wakes);
+      if (ghost_ != 0) reclaim_ghost_locked(wakes);
+      // A fresh epoch: anything the remote still holds from before is void.
+      const std::uint64_t was = lend_word::revoke(*b.lend_word_);
+      epoch = lend_word::next_epoch(lend_word::epoch(was));
+      lent_epoch_ = epoch;
+      b.lend_epoch_ = epoch;
+      lent_base_ = lend_word::taken(was);
+      borrower_ = &b;
+      wakes.add_lender(take_lend_waiter_locked());  // it may lend what is buffered
+    }
+    lock_.unlock();
+    wakes.wake();
+    return epoch;
+  }
+
+  LendResult lend(Borrower<T>& b, Waiter& park) override {
+    WakeList wakes;
+    lock_channel();
+    LendResult result;
+    try {
+      result = lend_locked(b, park, wakes);
+    } catch (...) {
+      lock_.unlock();
+      wakes.wake();
+      throw;
+    }
+    lock_.unlock();
+    wakes.wake();
+    return result;
+  }
+
+  void lend_consumed(Borrower<T>& b) override {
+    WakeList wakes;
+    lock_channel();
+    if (borrower_ == &b) {
+      take_consumed_locked(wakes);
+      wakes.add_lender(take_lend_waiter_locked());  // room in its window
+    }
+    lock_.unlock();
+    wakes.wake();
+  }
+
+  void lend_revoke(Borrower<T>& b, bool final) override {
+    WakeList wakes;
+    lock_channel();
+    if (final) b.lend_closed_ = true;
+    if (borrower_ == &b) revoke_locked(&wakes);
+    wakes.add_lender(take_lend_waiter_locked());  // b's executor re-checks (others harmlessly)
+    lock_.unlock();
+    wakes.wake();
+  }
+
+ private:
+  LendResult lend_locked(Borrower<T>& b, Waiter& park, WakeList& wakes) {
+    if (borrower_ != &b) return {poisoned_ ? LendResult::poisoned : LendResult::detached, b.lend_epoch_};
+    if (poisoned_) {
+      revoke_locked(&wakes);
+      return {LendResult::poisoned, b.lend_epoch_};
+    }
+    if (!readers_.empty() || readers_count_ > 1) {  // another reader: it goes first
+      revoke_locked(&wakes);
+      return {LendResult::detached, b.lend_epoch_};
+    }
+    take_consumed_locked(wakes);
+    const std::size_t window = std::min(buffer_.capacity(), kMaxLent);
+    const std::size_t n = std::min(buffer_.size(), window > lent_.size() ? window - lent_.size() : 0);
+    if (n == 0) {
+      if (buffer_.empty() && retired(Side::writer)) return {LendResult::drained, lent_epoch_};
+      if (lend_waiter_ != &park) {  // one executor parks at a time: another one re-checks
+        wakes.add_lender(take_lend_waiter_locked());
+        lend_waiter_ = &park;
+      }
+      return {LendResult::empty, lent_epoch_};
+    }
+    const auto first = static_cast<std::uint16_t>(lent_base_ + lent_.size());
+    std::size_t done = 0;
+    try {
+      bool more = true;
+      while (more && done < n) {
+        T value = buffer_.pop();
+        try {
+          more = b.encode_lent(value, lent_epoch_, static_cast<std::uint16_t>(first + done));
+        } catch (...) {
+          buffer_.push_front(std::move(value));
+          throw;
+        }
+        lent_.push_back(std::move(value));
+        ++done;
+      }
+    } catch (...) {
+      for (; done > 0; --done) {  // undo the batch: nothing of it was sent
+        buffer_.push_front(std::move(lent_.back()));
+        lent_.pop_back();
+      }
+      throw;
+    }
+    outside_ += done;
+    // The fence moves before anything is sent: the remote may take what it receives.
+    std::uint64_t w = b.lend_word_->load(std::memory_order_acquire);
+    // SYNC POINT: pairs with the remote's CAS on taken (RemoteChannel take).
+    while (!b.lend_word_->compare_exchange_weak(
+        w, lend_word::make(lend_word::epoch(w), static_cast<std::uint16_t>(lend_word::fence(w) + done), lend_word::taken(w)),
+        std::memory_order_acq_rel, std::memory_order_acquire)) {
+    }
+    return {LendResult::lent, lent_epoch_};
+  }
+
+  /// Drops what the borrower's remote took (per the word) from lent_.
+  void take_consumed_locked(WakeList& wakes) {
+    const std::uint16_t taken = lend_word::taken(borrower_->lend_word_->load(std::memory_order_acquire));
+    const std::size_t consumed = std::min<std::size_t>(static_cast<std::uint16_t>(taken - lent_base_), lent_.size());
+    if (consumed == 0) return;
+    lent_.erase(lent_.begin(), lent_.begin() + static_cast<std::ptrdiff_t>(consumed));
+    lent_base_ = static_cast<std::uint16_t>(lent_base_ + consumed);
+    outside_ -= consumed;
+    refill_locked(wakes);
+  }
+
+  /// Ends lending to borrower_: what its remote did not take goes back to
+  /// the front of the buffer, in order. With `wakes`, the room of what it
+  /// took goes to waiting writers at once; without, it stays ghost_.
+  void revoke_locked(WakeList* wakes) {
+    Borrower<T>* b = std::exchange(borrower_, nullptr);
+    const std::uint16_t taken = lend_word::taken(lend_word::revoke(*b->lend_word_));
+    const std::size_t consumed = std::min<std::size_t>(static_cast<std::uint16_t>(taken - lent_base_), lent_.size());
+    lent_.erase(lent_.begin(), lent_.begin() + static_cast<std::ptrdiff_t>(consumed));
+    outside_ -= lent_.size() + consumed;
+    ghost_ += consumed;
+    outside_ += consumed;
+    while (!lent_.empty()) {
+      buffer_.push_front(std::move(lent_.back()));
+      lent_.pop_back();
+    }
+    lent_base_ = taken;
+    if (wakes) {
+      reclaim_ghost_locked(*wakes);
+      wakes->add_lender(take_lend_waiter_locked());  // it tells its remote lending ended
+    }
+  }
+
+  void reclaim_ghost_locked(WakeList& wakes) {
+    outside_ -= ghost_;
+    ghost_ = 0;
+    refill_locked(wakes);
+  }
+
+  /// Moves waiting writers' values into free room.
+  void refill_locked(WakeList& wakes) {
+    while (buffer_.size() + outside_ < buffer_.capacity()) {
+      Op* op = writers_.pop_front();
+      if (!op) break;
+      if (op->waiter_->select_locked(op->token_)) {
+        buffer_.push(std::move(*static_cast<T*>(op->slot_)));
+        op->next_ = wakes.writers;
+        wakes.writers = op;
+      }
+    }
+  }
+
+  /// Revokes and frees ghost room with every wake-up it needs; drops and
+  /// retakes lock_ (the caller re-examines the channel after).
+  __attribute__((noinline, cold)) void settle_lending_locked() {
+    WakeList wakes;
+    if (borrower_ != nullptr) revoke_locked(&wakes);
+    if (ghost_ != 0) reclaim_ghost_locked(wakes);
+    lock_.unlock();
+    wakes.wake();
+    lock_channel();
+  }
+
   mutable SpinLock lock_;                  // guards every member below
   OpQueue readers_;                        // blocked readers (and selects' input guards)
   OpQueue writers_;                        // blocked writers (and selects' output guards)
@@ -439,6 +784,14 @@ class InprocChannel final : public ChannelImpl<T> {
   bool readers_ever_ = false;              // a reader end ever joined
   bool writers_ever_ = false;              // a writer end ever joined
   bool poisoned_ = false;
+  // Lending (see the file comment).
+  Borrower<T>* borrower_ = nullptr;        // the remote reader lent to, or null
+  std::deque<T> lent_;                     // values lent to borrower_ and not known taken, oldest first
+  std::uint16_t lent_base_ = 0;            // index (mod 2^16) of lent_.front()
+  std::uint32_t lent_epoch_ = 0;           // borrower_'s epoch
+  std::size_t ghost_ = 0;                  // room of values a revoked borrower took, not yet refilled
+  std::size_t outside_ = 0;                // lent_.size() + ghost_: counted against the capacity
+  Waiter* lend_waiter_ = nullptr;          // a lending executor parked for values or room
 };
 
 }  // namespace detail

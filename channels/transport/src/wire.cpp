@@ -11,6 +11,11 @@
 //   come, which then leads. A caller parks only while reading_ is true or
 //   it is done, so some caller always reads while replies are awaited.
 // - broken_ is set once and never cleared; every waiter is woken then.
+// - Unasked frames (LEND, LEND_END) go to push_sink_, called by the leader
+//   outside state_; pushes_ then grows (under state_), which answers the
+//   callers waiting in wait_push (push_after < pushes_). Such callers lead
+//   like any other, so a reader waiting for lent values reads the stream.
+// - The lend word pool (below) is separate: its own mutex, per OS process.
 #include <csp/transport/wire.hpp>
 
 #include <csp/transport/server.hpp>
@@ -21,7 +26,11 @@
 #include <exception>
 #include <functional>
 
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <mutex>
+#include <new>
 
 #include <csp/error.hpp>
 
@@ -55,6 +64,90 @@ std::uint32_t max_frame_payload(bool trusted) noexcept {
     if (v > 0) return static_cast<std::uint32_t>(std::min<unsigned long long>(v, 0xFFFFFFFFull));
   }
   return csp::detail::default_max_frame_payload;
+}
+
+// ---- lend words ---------------------------------------------------------------------------
+// A pool per OS process: one anonymous shared mapping, made when the first
+// word is acquired, so every child forked after that shares it with us.
+// The pool object (free list, mutex) is this process's own: a forked child
+// sees the pid differ and makes its own pool for its children (it never
+// takes the parent's mutex, which another thread may have held at fork).
+
+namespace {
+constexpr std::size_t kLendWords = 1024;
+constexpr std::size_t kLendStride = 64;  // one word per cache line
+
+struct LendPool {
+  pid_t pid = 0;
+  std::byte* base = nullptr;           // kLendWords * kLendStride bytes, MAP_SHARED
+  std::mutex mutex;                    // guards free
+  std::vector<std::uint32_t> free;     // unused slots
+};
+std::atomic<LendPool*> g_lend_pool{nullptr};
+
+LendPool* lend_pool() noexcept {
+  const pid_t me = ::getpid();
+  LendPool* pool = g_lend_pool.load(std::memory_order_acquire);
+  while (!pool || pool->pid != me) {
+    auto* fresh = new (std::nothrow) LendPool;
+    if (!fresh) return nullptr;
+    void* p = ::mmap(nullptr, kLendWords * kLendStride, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      delete fresh;
+      return nullptr;
+    }
+    fresh->pid = me;
+    fresh->base = static_cast<std::byte*>(p);
+    try {
+      fresh->free.reserve(kLendWords);
+      for (std::size_t i = kLendWords; i-- > 0;) {
+        new (fresh->base + i * kLendStride) std::atomic<std::uint64_t>(0);
+        fresh->free.push_back(static_cast<std::uint32_t>(i));
+      }
+    } catch (...) {
+      ::munmap(p, kLendWords * kLendStride);
+      delete fresh;
+      return nullptr;
+    }
+    // SYNC POINT: release publishes the pool to the acquire loads above.
+    if (g_lend_pool.compare_exchange_strong(pool, fresh, std::memory_order_acq_rel, std::memory_order_acquire))
+      return fresh;  // (an inherited pool object is left as it is: its words are in use)
+    ::munmap(p, kLendWords * kLendStride);
+    delete fresh;
+  }
+  return pool;
+}
+}  // namespace
+
+std::atomic<std::uint64_t>* acquire_lend_word() noexcept {
+  if (!read_ahead_enabled()) return nullptr;
+  LendPool* pool = lend_pool();
+  if (!pool) return nullptr;
+  std::lock_guard lock(pool->mutex);
+  if (pool->free.empty()) return nullptr;
+  const std::uint32_t slot = pool->free.back();
+  pool->free.pop_back();
+  return std::launder(reinterpret_cast<std::atomic<std::uint64_t>*>(pool->base + slot * kLendStride));
+}
+
+void release_lend_word(std::atomic<std::uint64_t>* word) noexcept {
+  if (!word) return;
+  LendPool* pool = g_lend_pool.load(std::memory_order_acquire);
+  if (!pool || pool->pid != ::getpid()) return;
+  auto* at = reinterpret_cast<std::byte*>(word);
+  if (at < pool->base || at >= pool->base + kLendWords * kLendStride) return;
+  // The word keeps its epoch: a child still holding values of an old epoch
+  // cannot take them from the link that gets the word next.
+  std::lock_guard lock(pool->mutex);
+  pool->free.push_back(static_cast<std::uint32_t>((at - pool->base) / kLendStride));
+}
+
+bool read_ahead_enabled() noexcept {
+  static const bool enabled = [] {
+    const char* v = std::getenv("CSP_READ_AHEAD");
+    return !(v && v[0] == '0' && v[1] == '\0');
+  }();
+  return enabled;
 }
 
 // ---- FrameReader ---------------------------------------------------------------------
@@ -431,6 +524,11 @@ bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
       if (result == FrameReader::Result::eof)
         throw TransportError("csp: " + peer_ + ": the peer closed the connection");
       const FrameHeader& h = frame.header;
+      if (h.kind == FrameKind::lend || h.kind == FrameKind::lend_end) {
+        Payload payload(reader_, *stream_, frame.payload, h.length);
+        if (take_push(h, payload, me)) return true;
+        continue;
+      }
       bool pipelined;
       {
         std::lock_guard lock(state_);
@@ -443,7 +541,7 @@ bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
         if (take_pipelined_answer(h, bytes, me)) return true;
         continue;
       }
-      if (me.ticket == 0 && h.sequence == me.seq) {
+      if (waits_reply(me) && h.sequence == me.seq) {
         // Still the leader while on_reply reads the buffer.
         std::exception_ptr error;
         try {
@@ -468,7 +566,7 @@ bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
       {
         std::lock_guard lock(state_);
         for (Pending* p = pending_; p; p = p->next) {
-          if (p->ticket == 0 && p->seq == h.sequence && !p->done) {
+          if (waits_reply(*p) && p->seq == h.sequence && !p->done) {
             p->header = h;
             p->payload.assign(bytes.begin(), bytes.end());
             p->done = true;
@@ -528,6 +626,61 @@ bool ClientCore::take_pipelined_answer(const FrameHeader& h, std::span<const std
       piped_message_ = std::move(message);
       piped_failure_.store(status == Status::timeout ? Status::error : status, std::memory_order_release);
     }
+    for (Pending* p = pending_; p; p = p->next) {
+      if (p != &me && p->waiter && answered_locked(*p)) wake.push_back(std::exchange(p->waiter, nullptr));
+    }
+    if (answered_locked(me)) {
+      mine = true;
+      unlink(me);
+      hand_over_locked();
+    }
+  }
+  for (Waiter* w : wake)
+    if (w->try_select(csp::detail::kWoken)) w->wake();
+  return mine;
+}
+
+void ClientCore::set_push_sink(PushSink* sink) {
+  std::lock_guard lock(state_);
+  push_sink_ = sink;
+  if (sink) push_expected_ = true;
+}
+
+void ClientCore::wait_push(std::uint64_t seen) {
+  Pending me;
+  me.seq = 0;  // never matches a reply
+  me.push_after = seen;
+  state_.lock();
+  if (pushes_.load(std::memory_order_relaxed) > seen) {
+    state_.unlock();
+    return;
+  }
+  if (!broken_.empty()) throw_broken_locked();
+  link(me);
+  state_.unlock();
+  wait_reply(me, [](const FrameHeader&, Payload&) {}, forever);
+}
+
+bool ClientCore::take_push(const FrameHeader& h, Payload& payload, Pending& me) {
+  PushSink* sink;
+  bool expected;
+  {
+    std::lock_guard lock(state_);
+    sink = push_sink_;
+    expected = push_expected_;
+  }
+  if (sink) {
+    sink->on_push(h, payload);
+  } else if (!expected) {
+    throw TransportError("csp: " + peer_ + ": unexpected " + std::string(csp::detail::frame_kind_name(h.kind)) +
+                         " frame (this end never asked for lent values)");
+  }  // else: the channel end is gone; what it was lent comes back at the home
+  if (reader_.partial()) reader_.complete(*stream_);
+  std::vector<Waiter*> wake;
+  bool mine = false;
+  {
+    std::lock_guard lock(state_);
+    pushes_.fetch_add(1, std::memory_order_release);
     for (Pending* p = pending_; p; p = p->next) {
       if (p != &me && p->waiter && answered_locked(*p)) wake.push_back(std::exchange(p->waiter, nullptr));
     }

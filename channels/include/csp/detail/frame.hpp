@@ -47,7 +47,7 @@ inline constexpr std::size_t frame_header_size = 16;
 /// make us buffer.
 inline constexpr std::uint32_t default_max_frame_payload = 64u << 20;
 /// Bumped whenever the frame layout or the meaning of a kind changes.
-inline constexpr std::uint32_t protocol_version = 2;  // 2: pipelined writes
+inline constexpr std::uint32_t protocol_version = 3;  // 2: pipelined writes; 3: read-ahead (LEND)
 
 /// What a frame carries. Values are part of the protocol: append, never renumber.
 enum class FrameKind : std::uint8_t {
@@ -65,9 +65,12 @@ enum class FrameKind : std::uint8_t {
   select_claim = 12,  // the home asks the selecting process to commit an offer
   select_cancel = 13, // an offer is withdrawn or a claim declined
   ping = 14,          // liveness probe
+  lend = 15,          // a value lent ahead to a remote reader (home to remote, unasked)
+  lend_end = 16,      // the home stopped lending to the remote reader
+  consumed = 17,      // the remote took lent values (a hint, no reply)
 };
 
-inline constexpr std::uint8_t last_frame_kind = static_cast<std::uint8_t>(FrameKind::ping);
+inline constexpr std::uint8_t last_frame_kind = static_cast<std::uint8_t>(FrameKind::consumed);
 
 [[nodiscard]] constexpr bool is_frame_kind(std::uint8_t kind) noexcept {
   return kind >= 1 && kind <= last_frame_kind;
@@ -90,6 +93,9 @@ inline constexpr std::uint8_t last_frame_kind = static_cast<std::uint8_t>(FrameK
     case FrameKind::select_claim: return "SELECT_CLAIM";
     case FrameKind::select_cancel: return "SELECT_CANCEL";
     case FrameKind::ping: return "PING";
+    case FrameKind::lend: return "LEND";
+    case FrameKind::lend_end: return "LEND_END";
+    case FrameKind::consumed: return "CONSUMED";
   }
   return "UNKNOWN";
 }

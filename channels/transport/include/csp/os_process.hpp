@@ -60,7 +60,7 @@ namespace transport_detail {
 /// One channel (or channel end) among an os_process's arguments.
 class ArgLink {
  public:
-  virtual ~ArgLink() = default;
+  virtual ~ArgLink() { release_lend_word(lend_word); }
   /// What two arguments share if they are the same end (or channel).
   [[nodiscard]] virtual const void* identity() const noexcept = 0;
   [[nodiscard]] virtual csp::transport preferred() const noexcept = 0;
@@ -73,6 +73,7 @@ class ArgLink {
 
   std::unique_ptr<ForkLink> link;            // made before fork
   std::unique_ptr<ByteStream> parent_stream;  // parent: its end after fork
+  std::atomic<std::uint64_t>* lend_word = nullptr;  // made before fork: read-ahead (wire.hpp), or null
 };
 
 /// Keeps objects of the parent's program state alive in a child: their
@@ -99,8 +100,8 @@ std::shared_ptr<ClientCore> connect_child(std::unique_ptr<ByteStream> stream, co
 }
 
 template <class T>
-typename ChannelServer<T>::Options child_server_options(const std::string& peer) {
-  return {peer, "os_process link", max_frame_payload(true), false};
+typename ChannelServer<T>::Options child_server_options(const std::string& peer, std::atomic<std::uint64_t>* lend_word) {
+  return {peer, "os_process link", max_frame_payload(true), false, lend_word};
 }
 
 /// A Reader or Writer argument.
@@ -115,7 +116,7 @@ class EndLink final : public ArgLink {
     auto core = connect_child<T>(std::move(stream), name);
     std::array<std::size_t, 2> members{0, 0};
     if (!end_->retired()) members[end_->side() == csp::detail::Side::reader ? 0 : 1] = 1;
-    auto remote = std::make_shared<RemoteChannel<T>>(name, core, members);
+    auto remote = std::make_shared<RemoteChannel<T>>(name, core, members, lend_word);
     remote->set_preferred_transport(end_->impl().preferred_transport());
     keep_in_child(end_->channel());
     end_->rebind(std::move(remote));
@@ -123,7 +124,7 @@ class EndLink final : public ArgLink {
     return core;
   }
   void serve(const std::string& peer) override {
-    ChannelServer<T> server(end_->channel(), std::move(parent_stream), child_server_options<T>(peer));
+    ChannelServer<T> server(end_->channel(), std::move(parent_stream), child_server_options<T>(peer, lend_word));
     if (!end_->retired()) server.adopt(end_);
     server.serve();
   }
@@ -148,7 +149,7 @@ class ChannelLink final : public ArgLink {
   std::shared_ptr<ClientCore> bind_child(std::unique_ptr<ByteStream> stream) override {
     const std::string name = impl_->name();
     auto core = connect_child<T>(std::move(stream), name);
-    auto remote = std::make_shared<RemoteChannel<T>>(name, core);
+    auto remote = std::make_shared<RemoteChannel<T>>(name, core, std::array<std::size_t, 2>{0, 0}, lend_word);
     remote->set_preferred_transport(impl_->preferred_transport());
     keep_in_child(impl_);
     *channel_ = Channel<T>(std::shared_ptr<csp::detail::ChannelImpl<T>>(std::move(remote)));
@@ -156,7 +157,7 @@ class ChannelLink final : public ArgLink {
     return core;
   }
   void serve(const std::string& peer) override {
-    ChannelServer<T> server(impl_, std::move(parent_stream), child_server_options<T>(peer));
+    ChannelServer<T> server(impl_, std::move(parent_stream), child_server_options<T>(peer, lend_word));
     server.serve();
   }
   void poison(const std::string& reason) noexcept override {
@@ -256,7 +257,10 @@ class OsProcessBody final : public csp::detail::TypedBody<R> {
     LinkCollector collector;
     std::apply([&](auto&, auto&... args) { (link_arg(args, collector), ...); }, *bound_);
     auto& links = collector.links();
-    for (auto& l : links) l->link = make_fork_link(link_kind_for(l->preferred()));
+    for (auto& l : links) {
+      l->link = make_fork_link(link_kind_for(l->preferred()));
+      l->lend_word = acquire_lend_word();  // shared with the child: made before the fork
+    }
 
     ForkedChild child;
     if (fork_child(child) == 0) run_child(links, child);  // does not return

@@ -10,15 +10,22 @@
 // blocked and later operation throws ChannelPoisoned naming the peer and
 // the address, and poison()/leave() become local no-ops.
 //
+// Read-ahead (wire.hpp, "Read-ahead"): given a lend word, reads of a
+// FIFO-buffered home take values the home lent ahead (LEND frames, queued
+// in ahead_) by a CAS on the word; a value the home revoked first is
+// dropped, never returned.
+//
 // Thread-safety: any number of processes and threads of this OS process
 // may use one RemoteChannel at once; requests are pipelined on the one
-// connection (ClientCore).
+// connection (ClientCore). ahead_lock_ guards the read-ahead state; it is
+// never held across a call into ClientCore.
 #pragma once
 
 #include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,7 +39,7 @@
 namespace csp::transport_detail {
 
 template <class T>
-class RemoteChannel final : public csp::detail::ChannelImpl<T> {
+class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink {
   static_assert(csp::Codable<T>,
                 "a channel that crosses an OS process boundary needs a codable element type: "
                 "specialise csp::codec<T> (see csp/codec.hpp)");
@@ -41,25 +48,79 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
  public:
   /// `members`: how many members this process already is on each side at
   /// the home ([reader, writer]); an os_process child's argument end is 1.
-  RemoteChannel(std::string name, std::shared_ptr<ClientCore> core, std::array<std::size_t, 2> members = {0, 0})
-      : csp::detail::ChannelImpl<T>(std::move(name)), core_(std::move(core)), members_(members) {
+  /// `lend_word`: the link's lend word (os_process links), null for none:
+  /// then every read is a round trip.
+  RemoteChannel(std::string name, std::shared_ptr<ClientCore> core, std::array<std::size_t, 2> members = {0, 0},
+                std::atomic<std::uint64_t>* lend_word = nullptr)
+      : csp::detail::ChannelImpl<T>(std::move(name)), core_(std::move(core)), members_(members),
+        lend_word_(lend_word) {
     core_->set_channel_name(this->name());
+    if (lend_word_) core_->set_push_sink(this);
   }
-  ~RemoteChannel() override { core_->close(); }
+  ~RemoteChannel() override {
+    if (lend_word_) core_->set_push_sink(nullptr);
+    core_->close();
+  }
 
   std::optional<T> read_until(csp::detail::Deadline deadline) override {
     check_usable();
+    if (lend_word_) {
+      // Lent values first; with none, a blocking read waits for more while
+      // the home lends to us (wire.hpp, "Read-ahead").
+      for (;;) {
+        const std::uint64_t seen = core_->pushes();
+        std::optional<T> got;
+        bool wait = false;
+        unsigned report = 0;
+        {
+          std::lock_guard lock(ahead_lock_);
+          take_locked(got);
+          if (got) {
+            if (++unreported_ >= kConsumedHint) report = std::exchange(unreported_, 0);
+          } else {
+            wait = deadline == csp::detail::forever && lending_locked();
+            report = std::exchange(unreported_, 0);  // before waiting: the home may need the room
+          }
+        }
+        if (report) hint_consumed();
+        if (got) return got;
+        if (!wait) break;
+        try {
+          core_->wait_push(seen);
+        } catch (const TransportError& e) {
+          lost(e.what());
+        }
+        check_usable();
+      }
+    }
     const std::uint64_t timeout = encode_timeout(deadline);
+    const std::uint8_t flags = lend_word_ ? kReadAhead : 0;
     std::optional<T> out;
     Reply reply;
+    std::uint64_t epoch = 0;
     try {
-      core_->call([&](OutFrame& f, std::uint32_t seq) { build_frame(f, FrameKind::read_req, seq, 0, &timeout); },
+      core_->call([&](OutFrame& f, std::uint32_t seq) { build_frame(f, FrameKind::read_req, seq, flags, &timeout); },
                   [&](const FrameHeader& h, Payload& payload) {
                     reply.take(h, payload, FrameKind::read_data);
-                    if (reply.status == Status::ok) out.emplace(decode_payload<T>(payload, 0));
+                    std::size_t offset = 0;
+                    if (h.flags & kLendOn) {
+                      if (!lend_word_ || reply.status == Status::error)
+                        throw TransportError("csp: " + core_->peer() + ": READ_DATA lends to a reader that did not ask");
+                      epoch = ByteReader(payload.head(8)).get_u64();
+                      if (epoch == 0 || epoch > 0xFFFFFFFFu)
+                        throw TransportError("csp: " + core_->peer() + ": READ_DATA with lend epoch " +
+                                             std::to_string(epoch));
+                      offset = 8;
+                    }
+                    if (reply.status == Status::ok) out.emplace(decode_payload<T>(payload, offset));
                   });
     } catch (const TransportError& e) {
       lost(e.what());
+    }
+    if (epoch != 0) {
+      std::lock_guard lock(ahead_lock_);
+      const auto e = static_cast<std::uint32_t>(epoch);
+      if (newer(e, lend_epoch_)) lend_epoch_ = e;
     }
     finish(reply, Side::writer);
     return out;
@@ -121,8 +182,12 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
     auto& n = members_[index(side)];
     if (n > 0 && --n == 0) {
       try {
-        membership(side, false);
+        membership(side, false);  // the home takes back what it lent us first
       } catch (const Error&) {  // the home is gone: nothing left to leave
+      }
+      if (side == Side::reader && lend_word_) {
+        std::lock_guard ahead(ahead_lock_);
+        ahead_.clear();  // revoked at the home by now
       }
     }
   }
@@ -152,10 +217,11 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
         throw TransportError("csp: expected " + std::string(csp::detail::frame_kind_name(expected)) + ", got " +
                              std::string(csp::detail::frame_kind_name(h.kind)));
       if ((h.flags & kStatusMask) > static_cast<std::uint8_t>(Status::error) ||
-          ((h.flags & kAckBuffered) && h.kind != FrameKind::write_ack))
+          ((h.flags & kAckBuffered) && h.kind != FrameKind::write_ack) ||
+          ((h.flags & kLendOn) && h.kind != FrameKind::read_data))
         throw TransportError("csp: reply with unknown status " + std::to_string(h.flags));
       status = static_cast<Status>(h.flags & kStatusMask);
-      if (status == Status::error) message = csp::detail::decode_hello_nak(payload.all());
+      if (status == Status::error && !(h.flags & kLendOn)) message = csp::detail::decode_hello_nak(payload.all());
       if ((h.flags & kAckBuffered) && status == Status::ok) capacity = ByteReader(payload.head(8)).get_u64();
     }
   };
@@ -223,6 +289,77 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
     }
   }
 
+  // ---- read-ahead (wire.hpp) ----
+
+  /// A value the home lent: taken only by a CAS on the lend word.
+  struct Lent {
+    T value;
+    std::uint32_t epoch;
+    std::uint16_t index;
+  };
+
+  /// a newer than b (epochs wrap, skipping 0).
+  static bool newer(std::uint32_t a, std::uint32_t b) noexcept { return static_cast<std::int32_t>(a - b) > 0; }
+
+  /// Under ahead_lock_: the home lends to us now (we may wait for LENDs).
+  [[nodiscard]] bool lending_locked() const noexcept { return lend_epoch_ != 0 && newer(lend_epoch_, ended_epoch_); }
+
+  /// Under ahead_lock_: takes the oldest lent value the home has not
+  /// revoked (dropping revoked ones) into `out`.
+  void take_locked(std::optional<T>& out) {
+    namespace lw = csp::detail::lend_word;
+    while (!ahead_.empty()) {
+      Lent& front = ahead_.front();
+      std::uint64_t w = lend_word_->load(std::memory_order_acquire);
+      for (;;) {
+        if (lw::epoch(w) != front.epoch) break;  // revoked: it went back to the home
+        if (lw::taken(w) != front.index || lw::fence(w) == lw::taken(w))
+          throw TransportError("csp: channel '" + this->name() + "': lent value " + std::to_string(front.index) +
+                               " out of order (the home's word says taken " + std::to_string(lw::taken(w)) + ")");
+        // SYNC POINT: pairs with the home's CAS in lend_word::revoke; the
+        // first of the two decides whether this value is ours.
+        if (lend_word_->compare_exchange_weak(
+                w, lw::make(lw::epoch(w), lw::fence(w), static_cast<std::uint16_t>(lw::taken(w) + 1)),
+                std::memory_order_acq_rel, std::memory_order_acquire)) {
+          out.emplace(std::move(front.value));
+          ahead_.pop_front();
+          return;
+        }
+      }
+      ahead_.pop_front();
+    }
+  }
+
+  /// LEND and LEND_END frames (called by whichever caller reads the stream).
+  void on_push(const FrameHeader& h, Payload& payload) override {
+    if (h.kind == FrameKind::lend_end) {
+      ByteReader in(payload.all());
+      const std::uint32_t epoch = in.get_u32();
+      in.expect_end("LEND_END");
+      std::lock_guard lock(ahead_lock_);
+      if (epoch != 0 && newer(epoch, ended_epoch_)) ended_epoch_ = epoch;
+      return;
+    }
+    ByteReader head(payload.head(8));
+    const std::uint32_t epoch = head.get_u32();
+    const std::uint32_t index = head.get_u32();
+    if (epoch == 0 || index > 0xFFFF)
+      throw TransportError("csp: " + core_->peer() + ": LEND with epoch " + std::to_string(epoch) + ", index " +
+                           std::to_string(index));
+    Lent lent{decode_payload<T>(payload, 8), epoch, static_cast<std::uint16_t>(index)};
+    std::lock_guard lock(ahead_lock_);
+    ahead_.push_back(std::move(lent));
+  }
+
+  /// Tells the home we took lent values (it frees their room).
+  void hint_consumed() {
+    try {
+      core_->send([](OutFrame& f, std::uint32_t seq) { build_frame(f, FrameKind::consumed, seq, 0); });
+    } catch (const TransportError&) {
+      // broken: the next operation reports it
+    }
+  }
+
   std::shared_ptr<ClientCore> core_;      // the connection to the home
   ParkingMutex membership_;               // orders join/leave requests; guards members_
   std::array<std::size_t, 2> members_;    // ends of this process per side [reader, writer]
@@ -230,6 +367,12 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T> {
   std::atomic<unsigned> window_{0};       // pipelined writes allowed unanswered; 0: none (not known buffered)
   mutable csp::detail::SpinLock lost_lock_;     // guards lost_reason_ while it is written
   std::string lost_reason_;               // why the connection broke; set once
+  std::atomic<std::uint64_t>* const lend_word_;  // shared with the home (null: no read-ahead)
+  csp::detail::SpinLock ahead_lock_;      // guards the members below
+  std::deque<Lent> ahead_;                // values lent to us, oldest first (some maybe revoked)
+  std::uint32_t lend_epoch_ = 0;          // the latest epoch the home said it lends in (kLendOn)
+  std::uint32_t ended_epoch_ = 0;         // the latest epoch the home said it stopped (LEND_END)
+  unsigned unreported_ = 0;               // takes since the last CONSUMED hint
 };
 
 }  // namespace csp::transport_detail

@@ -21,6 +21,14 @@
 // reads linger: were both sides to linger, two selects could keep lingering
 // on different channels in step and miss each other.
 //
+// Read-ahead (wire.hpp, "Read-ahead"): with a lend word, the server is the
+// home channel's Borrower. A READ_REQ with kReadAhead that completes (ok or
+// timeout) attaches it (lend_attach) and starts the lending executor: one
+// executor of the connection that loops on home_->lend(), sending what it
+// lends as LEND frames in one write per batch, parking in the channel when
+// there is nothing to lend, and sending LEND_END when the lending ended.
+// RETIRE (leave reader), CLOSE and the end of the connection revoke first.
+//
 // Invariants (pool_lock_ guards the executor pool):
 // - busy_ counts executors performing an operation; idle_ lists the parked
 //   ones; executors_ counts live executor coroutines.
@@ -28,6 +36,9 @@
 //   executors_ is zero before serve() returns, so no executor outlives the
 //   server.
 // - Replies are written under send_mutex_, by the reader and executors.
+// - lend_running_: one executor runs (or is dispatched to run) the lending
+//   loop; it never counts in busy_; lend_generation_ counts attaches, so a loop that found itself
+//   detached re-checks before it ends. lend_out_ is that executor's.
 #pragma once
 
 #include <atomic>
@@ -68,9 +79,10 @@ void poison_with_reason(C& home, const std::string& reason) {
 }
 
 template <class T>
-class ChannelServer {
+class ChannelServer final : private csp::detail::Borrower<T> {
   using Side = csp::detail::Side;
   using Deadline = csp::detail::Deadline;
+  using LendResult = csp::detail::LendResult;
 
  public:
   struct Options {
@@ -78,12 +90,13 @@ class ChannelServer {
     std::string address;            // this end, for handshake messages
     std::uint32_t max_payload = 0;  // largest frame accepted and sent
     bool hosted = false;            // report dropped connections (addresses)
+    std::atomic<std::uint64_t>* lend_word = nullptr;  // the link's lend word (os_process links): read-ahead
   };
   enum class Outcome : std::uint8_t { closed, lost, rejected };
 
   ChannelServer(std::shared_ptr<csp::detail::ChannelImpl<T>> home, std::unique_ptr<ByteStream> stream, Options options)
-      : home_(std::move(home)), stream_(std::move(stream)), options_(std::move(options)),
-        hints_(poll_hints(home_.get())) {}
+      : csp::detail::Borrower<T>(options.lend_word), home_(std::move(home)), stream_(std::move(stream)),
+        options_(std::move(options)), hints_(poll_hints(home_.get())) {}
   ChannelServer(const ChannelServer&) = delete;
   ChannelServer& operator=(const ChannelServer&) = delete;
 
@@ -161,6 +174,8 @@ class ChannelServer {
     Deadline deadline{};
     std::optional<T> value;                // the value of a WRITE
     bool drain = false;                    // an executor's job: perform the pipelined queue
+    bool lend = false;                     // an executor's job: the lending loop
+    bool read_ahead = false;               // a READ_REQ that may start lending (kReadAhead)
   };
   static constexpr std::uintptr_t kStop = csp::detail::kFirstGuard + 1;
 
@@ -203,10 +218,13 @@ class ChannelServer {
         }
         case FrameKind::read_req: {
           if (in.partial()) throw TransportError("csp: " + options_.peer + ": oversized READ_REQ");
+          if (h.flags & ~kReadAhead)
+            throw TransportError("csp: " + options_.peer + ": READ_REQ with unknown flags " + std::to_string(h.flags));
           ByteReader payload(frame.payload);
           Job job;
           job.kind = FrameKind::read_req;
           job.seq = h.sequence;
+          job.read_ahead = (h.flags & kReadAhead) && this->lend_word_ && home_->lendable();
           const std::uint64_t timeout = payload.get_u64();
           payload.expect_end("READ_REQ");
           job.deadline = decode_timeout(timeout);
@@ -221,7 +239,13 @@ class ChannelServer {
           member(h.flags);
           send_status(FrameKind::retire, h.sequence, Status::ok);
           break;
+        case FrameKind::consumed:
+          if (in.partial() || h.length != 0 || !this->lend_word_)
+            throw TransportError("csp: " + options_.peer + ": unexpected CONSUMED frame");
+          home_->lend_consumed(*this);
+          break;
         case FrameKind::close:
+          if (this->lend_word_) home_->lend_revoke(*this, true);  // what the remote did not take comes back first
           for (auto& side : joined_)
             for (auto& end : side) end->retire();
           joined_[0].clear();
@@ -240,6 +264,8 @@ class ChannelServer {
 
   void member(std::uint8_t flags) {
     const Side side = (flags & kMemberWriter) ? Side::writer : Side::reader;
+    if (side == Side::reader && !(flags & kMemberJoin) && this->lend_word_)
+      home_->lend_revoke(*this, false);  // the remote stops reading: what it did not take comes back
     auto& joined = joined_[index(side)];
     if (flags & kMemberJoin) {
       joined.push_back(std::make_shared<csp::detail::EndState<T>>(home_, side));
@@ -379,6 +405,10 @@ class ChannelServer {
   }
 
   void reply(const Job& job, Status status, const std::optional<T>& got, const std::string& error) {
+    if (job.read_ahead && (status == Status::ok || status == Status::timeout)) {
+      reply_read_ahead(job, status, got);
+      return;
+    }
     try {
       if (status == Status::error) {
         send_text(job.kind == FrameKind::write ? FrameKind::write_ack : FrameKind::read_data, job.seq,
@@ -398,11 +428,114 @@ class ChannelServer {
     }
   }
 
+  // ---- read-ahead ----
+
+  /// Answers a READ_REQ(kReadAhead) that completed, lending from now on if
+  /// the channel lets us (kLendOn, then the lending executor runs).
+  void reply_read_ahead(const Job& job, Status status, const std::optional<T>& got) {
+    const std::uint64_t epoch = home_->lend_attach(*this);
+    const std::uint8_t flags = static_cast<std::uint8_t>(status) | (epoch ? kLendOn : 0);
+    try {
+      send([&](OutFrame& f) {
+        if (got) build_value_frame(f, FrameKind::read_data, job.seq, flags, epoch ? &epoch : nullptr, *got,
+                                   options_.max_payload);
+        else build_frame(f, FrameKind::read_data, job.seq, flags, epoch ? &epoch : nullptr);
+      });
+    } catch (const TransportError&) {
+      return;  // the remote is gone; the reader sees the broken stream and cleans up
+    }
+    if (epoch) start_lending();
+  }
+
+  void start_lending() {
+    pool_lock_.lock();
+    ++lend_generation_;
+    if (lend_running_ || stopping_) {
+      pool_lock_.unlock();
+      return;
+    }
+    lend_running_ = true;
+    pool_lock_.unlock();
+    Job job;
+    job.lend = true;
+    dispatch(std::move(job));  // not counted in busy_
+  }
+
+  /// Borrower: a LEND frame for `value` into lend_out_ (under the home's lock).
+  bool encode_lent(const T& value, std::uint32_t epoch, std::uint16_t index) override {
+    const std::size_t start = csp::detail::begin_frame(lend_out_, FrameKind::lend, 0, 0, 0);
+    lend_out_.put_u32(epoch);
+    lend_out_.put_u32(index);
+    csp::codec<T>::encode(lend_out_, value);
+    csp::detail::end_frame(lend_out_, start, options_.max_payload);
+    return lend_out_.size() < kLendBatchBytes;  // copied under the home's lock: keep batches short
+  }
+  static constexpr std::size_t kLendBatchBytes = 256 * 1024;
+
+  /// The lending executor: lends until the home detaches us (then LEND_END).
+  void lend_loop() {
+    std::uint32_t ended = 0;  // the last epoch we sent LEND_END for
+    pool_lock_.lock();
+    std::uint64_t generation = lend_generation_;
+    pool_lock_.unlock();
+    for (;;) {
+      csp::detail::Waiter w("lend", home_->name(), false);
+      lend_out_.clear();
+      LendResult r;
+      try {
+        r = home_->lend(*this, w);
+      } catch (const std::exception&) {
+        // A value that cannot be sent (over the frame limit): stop lending;
+        // the remote's READ_REQ then reads it and hears the error.
+        home_->lend_revoke(*this, false);
+        r = home_->lend(*this, w);
+      }
+      if (r.kind == LendResult::lent) {
+        try {
+          send_bytes(lend_out_);
+        } catch (const TransportError&) {
+          break;  // the remote is gone: the reader revokes when it sees it
+        }
+        continue;
+      }
+      if (r.kind == LendResult::empty) {
+        csp::detail::wait(w, csp::detail::forever);
+        continue;
+      }
+      // Lending ended (or, drained, nothing more will come): tell the remote.
+      if (r.epoch != 0 && r.epoch != ended) {
+        ended = r.epoch;
+        const std::uint32_t epoch = r.epoch;
+        try {
+          send([&](OutFrame& f) {
+            const std::size_t start = csp::detail::begin_frame(f.head, FrameKind::lend_end, 0, 0, 0);
+            f.head.put_u32(epoch);
+            csp::detail::end_frame(f.head, start, 0xFFFFFFFFu);
+          });
+        } catch (const TransportError&) {
+          break;
+        }
+      }
+      pool_lock_.lock();
+      if (generation != lend_generation_ && !stopping_ && r.kind == LendResult::detached) {
+        generation = lend_generation_;  // attached again meanwhile
+        pool_lock_.unlock();
+        continue;
+      }
+      lend_running_ = false;
+      pool_lock_.unlock();
+      return;
+    }
+    pool_lock_.lock();
+    lend_running_ = false;
+    pool_lock_.unlock();
+  }
+
   // ---- executors ----
 
   void dispatch(Job&& job) {
     pool_lock_.lock();
-    ++busy_;
+    if (!job.lend) ++busy_;  // lending is no operation a close could leave waiting
     if (!idle_.empty()) {
       Executor* e = idle_.back();
       idle_.pop_back();
@@ -433,6 +566,8 @@ class ChannelServer {
         --busy_;  // a drain counts as piped_active_ while it performs a write
         pool_lock_.unlock();
         drain_pipelined();
+      } else if (self.job.lend) {
+        lend_loop();
       } else {
         Status status = Status::timeout;
         std::optional<T> got;
@@ -486,6 +621,9 @@ class ChannelServer {
   }
 
   void finish(Outcome outcome) {
+    // What the remote did not take comes back (exactly: the lend word
+    // says what it took), and we never lend again; the lending executor wakes.
+    if (this->lend_word_) home_->lend_revoke(*this, true);
     std::size_t busy;
     {
       std::lock_guard lock(pool_lock_);
@@ -524,6 +662,17 @@ class ChannelServer {
       } else {
         stream_->write_all(out_.data(), out_.size());
       }
+    } catch (...) {
+      send_mutex_.unlock();
+      throw;
+    }
+    send_mutex_.unlock();
+  }
+  /// Sends frames already built in `bytes`.
+  void send_bytes(const ByteWriter& bytes) {
+    send_mutex_.lock();
+    try {
+      stream_->write_all(bytes.data(), bytes.size());
     } catch (...) {
       send_mutex_.unlock();
       throw;
@@ -573,6 +722,9 @@ class ChannelServer {
   std::uint32_t acks_owed_seq_ = 0;       // the sequence of the last of them
   bool piped_busy_ = false;               // an executor drains piped_queue_ (then new ones queue)
   bool piped_active_ = false;             // the drain performs a pipelined write now
+  bool lend_running_ = false;             // an executor runs lend_loop
+  std::uint64_t lend_generation_ = 0;     // attaches so far (start_lending)
+  ByteWriter lend_out_;                   // LEND frames being built (the lending executor's)
   csp::detail::Waiter* all_done_ = nullptr;  // the reader waiting for executors_ == 0
 };
 

@@ -28,6 +28,10 @@
 //              last of the n oldest unanswered pipelined writes it answers.
 //   READ_REQ   payload u64 timeout. Reply READ_DATA: ok + encoded value,
 //              timeout, poisoned, retired, error(message).
+//              flags kReadAhead: the remote can take lent values (it has a
+//              lend word, below); the home may then start lending to it: the
+//              READ_DATA (ok or timeout) has flag kLendOn and its payload
+//              starts with u64 epoch (before the value, if any).
 //   POISON     poisons the home channel. Reply POISON ok.
 //   RETIRE     membership: flags kMemberWriter (side), kMemberJoin (join,
 //              else leave). A remote process shows as at most one member per
@@ -35,6 +39,12 @@
 //              leaves when its last one goes. Reply RETIRE ok.
 //   CLOSE      orderly end: whatever the remote still holds leaves its side.
 //              Reply CLOSE ok, then the home closes.
+//   CONSUMED   (no reply) the remote took lent values: a hint that the home
+//              re-reads the lend word (below) and frees their room.
+// The home also sends, unasked (sequence 0):
+//   LEND       payload u32 epoch, u32 index (< 2^16), then the encoded value:
+//              a value lent ahead to the remote reader.
+//   LEND_END   payload u32 epoch: the home stopped lending in that epoch.
 //
 // Pipelining: a remote pipelines blocking writes (Writer::write) to a
 // buffered home only; the write returns once sent, and the writing process
@@ -43,43 +53,69 @@
 // channel of capacity C can thus hold C values at its home plus at most
 // min(C, kMaxPipelined) on their way per remote connection.
 //
-// Reading from a remote end: one READ_REQ per read, and a value leaves the
-// home only in the READ_DATA that answers a pending READ_REQ (no read-ahead;
-// see "Why reads are not read ahead" below). So, for a remote reader:
-// - Exactly once: the home's executor takes the value (read_until with the
-//   remote's timeout) and sends it; the remote waits for that answer even
-//   past its own deadline (the timeout is enforced at the home), so a value
-//   taken for a read is returned by that read, and a read that timed out
-//   took nothing. Other readers (local or remote) compete at the home on
-//   equal terms: nothing is ever held for a reader that is not reading.
-// - Poison: wakes the home executor's read (answer poisoned); later reads
-//   are refused by the home. Values still buffered are not delivered after
-//   poison (DESIGN §3: every later operation throws).
-// - Retire / leave of the reader (RETIRE, CLOSE, the end of the process):
-//   the remote holds no value of the channel, so nothing has to come back.
-// - Writer retirement with values buffered: remote reads go on until the
-//   home's buffer is drained, then are answered retired.
-// - read_for / try_read: the relative timeout travels with the READ_REQ
-//   (0 for a poll); an answer comes either way.
-// - Alternation over a RemoteChannel input guard: polls (READ_REQ with
-//   timeout 0, lingering as server.hpp says); a value is taken only by the
-//   poll that returns it, so the select fires that guard with it.
-// - A reader killed by SIGKILL (or a process that dies between the home's
-//   answer and the return from read()): the value in that READ_DATA is
-//   lost, at most one per read that was blocked in the dead process. The
-//   broken connection poisons the home if the peer still held ends.
+// Reading from a remote end. Without read-ahead (unbuffered or priority
+// buffered channels, connections made by address, CSP_READ_AHEAD=0): one
+// READ_REQ per read; the home's executor takes the value (read_until with
+// the remote's timeout) and sends it; the remote waits for that answer even
+// past its own deadline, so a value taken for a read is returned by that
+// read, and a read that timed out took nothing.
 //
-// Why reads are not read ahead: streaming buffered values to a remote
-// reader before it asks (csp-bench `stream`) would need, to keep FIFO order
-// and any-to-any, that values the reader did not consume go back to the
-// home ahead of everything buffered since, even when the buffer is full
-// and writers wait (a reader that stops mid-stream, then another reader
-// takes over). The ChannelImpl interface cannot do that: a home's buffer
-// can only be appended to, popping its front completes a waiting writer,
-// and a value that does not fit can only wait as a blocked writer's op
-// (one parked process per value). It needs a home primitive (put values
-// back at the front, over capacity until read) or a home that counts lent
-// values against its capacity; until then reads stay one round trip each.
+// Read-ahead (a FIFO-buffered home, os_process links). The home lends
+// buffered values to one remote reader before it asks: LEND frames, sent by
+// a lending executor of the connection as soon as values are buffered, so a
+// stream from the home to a child costs about one write of the stream per
+// batch of values instead of a round trip per value (csp-bench `stream`).
+// Lent values are not gone from the channel:
+// - The lend word. Each os_process link has a 64-bit word in memory the
+//   parent and the child share (an anonymous shared mapping made before the
+//   fork, acquire_lend_word): epoch | fence | taken (channel_impl.hpp,
+//   lend_word). The home raises fence when it lends (before sending); the
+//   remote takes a received value (epoch e, index i) only by a CAS that
+//   finds epoch e, taken == i and fence != taken, and sets taken = i + 1.
+//   The home revokes by a CAS that bumps the epoch and sets fence = taken.
+//   Whichever CAS comes first decides, so every lent value is either taken
+//   by the remote (returned by its read) or given back to the home, never
+//   both: exactly once, even when the child is killed (SIGKILL) at any
+//   point. (So there is no at-least-once edge: a value whose take the
+//   child won is delivered to that child and, as before read-ahead, lost
+//   with it only if it dies inside that read before returning it; a value
+//   received but not taken comes back.)
+// - Capacity: the home counts lent values against the buffer until the
+//   remote took them (it learns that from the word, woken by CONSUMED
+//   hints the remote sends every kConsumedHint takes and before it waits),
+//   so writers' back-pressure is that of the buffer. At most
+//   min(capacity, kMaxLent) values are lent at once.
+// - Order and other readers: a home channel lends to one connection at a
+//   time, and only while no other reader is a member or waiting
+//   (lend_attach). Any other reader (a read, poll or select at the home, a
+//   READ_REQ of another connection, a reader end joining) revokes first:
+//   the values the remote did not take return to the front of the buffer
+//   in order (they always fit: they were counted against the capacity), and
+//   that reader goes on at once. So a lent value never waits in a remote
+//   that is not reading while another reader waits, and FIFO order holds
+//   across readers as if the remote had read them when it took them.
+//   Revoking needs no answer from the remote (it may be blocked anywhere).
+// - The remote: values arrive into a queue of the RemoteChannel, and a read
+//   takes the front one (CAS; a value of a revoked epoch is dropped). With
+//   an empty queue, a blocking read waits for LEND frames while the home
+//   lends to it (kLendOn seen, no LEND_END for that epoch), else it sends
+//   READ_REQ(kReadAhead). A READ_REQ from the connection being lent to
+//   revokes at the home before its read, so a timed read or a poll
+//   (try_read, alternation) gets the oldest value; it then restarts
+//   lending (kLendOn). A select takes a value from the queue only by the
+//   take that returns it to the select, so a fired guard never loses one.
+// - Poison: the home's poison() revokes under the channel lock, so nothing
+//   lent is taken after it; the remote then drops what it holds and its
+//   next READ_REQ is answered poisoned.
+// - Writer retirement: the remote takes what it holds; the lending
+//   executor sends LEND_END once nothing is buffered; the remote's next
+//   READ_REQ drains the home's buffer (given-back values included) and is
+//   then answered retired.
+// - The remote's reader side leaving (RETIRE leave, CLOSE) or the
+//   connection ending: the home revokes first (the values come back), then
+//   the ends leave.
+// - Many processes and threads of the child may read one RemoteChannel:
+//   the queue is locked, and each take is one CAS.
 //
 // Timeouts travel as u64 nanoseconds relative to receipt (0 = now, all ones
 // = forever), so the two ends need no common clock. A remote operation
@@ -132,6 +168,19 @@ inline constexpr std::uint8_t kAckBuffered = 0x80;  // WRITE_ACK flags: u64 capa
 inline constexpr std::uint8_t kAckBatch = 0x40;     // WRITE_ACK flags: u64 count of pipelined writes answered ok
 inline constexpr std::uint8_t kStatusMask = 0x0f;   // reply flags: the Status bits
 inline constexpr unsigned kMaxPipelined = 64;       // unanswered pipelined writes per connection
+inline constexpr std::uint8_t kReadAhead = 1;       // READ_REQ flags: the remote can take lent values
+inline constexpr std::uint8_t kLendOn = 0x20;       // READ_DATA flags: u64 epoch first; the home lends now
+inline constexpr unsigned kConsumedHint = 16;       // takes between two CONSUMED hints of a remote
+
+/// A lend word (see "Read-ahead") in memory shared with os_process children
+/// forked after this call; null when none is left (the link then reads
+/// without read-ahead). Call in the parent, before the fork.
+std::atomic<std::uint64_t>* acquire_lend_word() noexcept;
+/// Returns a word to this process's pool (the home, once its connection
+/// ended); a word of another process's pool is left alone.
+void release_lend_word(std::atomic<std::uint64_t>* word) noexcept;
+/// False when CSP_READ_AHEAD=0 (every remote read is a round trip).
+bool read_ahead_enabled() noexcept;
 
 inline constexpr std::uint64_t kTimeoutForever = ~std::uint64_t{0};
 
@@ -286,6 +335,15 @@ void build_frame(OutFrame& out, FrameKind kind, std::uint32_t seq, std::uint8_t 
 /// A frame whose payload is a string (error replies, HELLO_NAK).
 void build_text_frame(OutFrame& out, FrameKind kind, std::uint32_t seq, std::uint8_t flags, std::string_view text);
 
+/// Receives the frames a home sends unasked (LEND, LEND_END).
+class PushSink {
+ public:
+  virtual ~PushSink() = default;
+  /// Called by the reading caller, outside ClientCore's locks; throws
+  /// TransportError on a malformed frame.
+  virtual void on_push(const FrameHeader& header, Payload& payload) = 0;
+};
+
 /// The remote side of one connection: requests out, replies back, shared by
 /// every process of this OS process that uses the channel. Concurrent calls
 /// are pipelined: one caller at a time reads the stream (the leader) and
@@ -332,6 +390,14 @@ class ClientCore final : public csp::detail::Settleable {
   /// The channel's name, for the messages of settle().
   void set_channel_name(std::string name) { channel_name_ = std::move(name); }
 
+  /// Where unasked frames go (null: none are expected, they are an error).
+  void set_push_sink(PushSink* sink);
+  /// Unasked frames handled so far.
+  [[nodiscard]] std::uint64_t pushes() const noexcept { return pushes_.load(std::memory_order_acquire); }
+  /// Waits until more than `seen` unasked frames were handled (reading the
+  /// stream if nobody else does). Throws TransportError once broken.
+  void wait_push(std::uint64_t seen);
+
   /// Sends CLOSE, waits for the home's reply and closes. Idempotent, never throws.
   void close() noexcept;
 
@@ -346,6 +412,7 @@ class ClientCore final : public csp::detail::Settleable {
   struct Pending {
     std::uint32_t seq = 0;
     std::uint64_t ticket = 0;               // non-zero: waits for pipelined answers up to it
+    std::uint64_t push_after = ~std::uint64_t{0};  // waits until pushes_ > push_after
     csp::detail::Waiter* waiter = nullptr;  // set while parked; guarded by state_
     bool done = false;                      // reply delivered (header_/payload_)
     FrameHeader header{};
@@ -365,7 +432,14 @@ class ClientCore final : public csp::detail::Settleable {
   /// Waits until pipelined answers up to `ticket` arrived (TransportError if broken).
   void wait_answered(std::uint64_t ticket);
   /// Under state_: a pending that waits for pipelined answers got them.
-  [[nodiscard]] bool answered_locked(const Pending& p) const noexcept { return p.ticket != 0 && piped_answered_ >= p.ticket; }
+  [[nodiscard]] bool answered_locked(const Pending& p) const noexcept {
+    return (p.ticket != 0 && piped_answered_ >= p.ticket) ||
+           pushes_.load(std::memory_order_relaxed) > p.push_after;
+  }
+  /// True for a caller that waits for a reply (not for pipelined answers or pushes).
+  static bool waits_reply(const Pending& p) noexcept { return p.ticket == 0 && p.push_after == ~std::uint64_t{0}; }
+  /// The leader got an unasked frame; true if `me` is now answered.
+  bool take_push(const FrameHeader& h, Payload& payload, Pending& me);
   /// The leader got the answer to the oldest pipelined request; true if `me` is now answered.
   bool take_pipelined_answer(const FrameHeader& h, std::span<const std::byte> payload, Pending& me);
   void hand_over_locked() noexcept;
@@ -395,6 +469,9 @@ class ClientCore final : public csp::detail::Settleable {
   std::atomic<Status> piped_failure_{Status::ok};  // first failed answer; its message below
   std::string piped_message_;             // guarded by state_
   std::string channel_name_;              // set once, before any pipelined request
+  PushSink* push_sink_ = nullptr;         // guarded by state_ (called outside it)
+  bool push_expected_ = false;            // a sink was ever set (guarded by state_)
+  std::atomic<std::uint64_t> pushes_{0};  // unasked frames handled; changed under state_
 };
 
 /// Starts `fn` as a coroutine process; `latch` (may be null) is told when
