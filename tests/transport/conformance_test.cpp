@@ -954,6 +954,34 @@ TEST_P(Conformance, WriterRetiredWhileLentDrainsEverything) {
   EXPECT_EQ(local, iota_vector(kTaken, 64));
 }
 
+// Room freed by a child's takes reaches a writer at the home at once, as a
+// read would free it: the child takes 10 of a full buffer (the rest lent to
+// it), then waits on another channel until the writer has put 10 more.
+TEST_P(Conformance, TakesOfALentValueFreeRoomAtOnce) {
+  csp::Channel<int> ch{csp::buffer(64)};
+  csp::Channel<int> started, go;
+  constexpr int kTaken = 10;
+  auto child = [](csp::Reader<int> in, csp::Writer<int> begun, csp::Reader<int> go_on) {
+    begun.write(0);
+    std::vector<int> got;
+    for (int i = 0; i < kTaken; ++i) got.push_back(in.read());
+    go_on.read();  // blocks until the writer could put 64 + kTaken values
+    for (int v : in) got.push_back(v);
+    return got;
+  };
+  auto writer = [](csp::Writer<int> out, csp::Reader<int> begun, csp::Writer<int> go_on) {
+    for (int i = 0; i < 64; ++i) out.write(i);
+    begun.read();
+    for (int i = 64; i < 64 + kTaken; ++i) out.write(i);  // needs the room of the child's takes
+    go_on.write(0);
+    for (int i = 64 + kTaken; i < 200; ++i) out.write(i);
+  };
+  auto [got, unused] = csp::Parallel(csp::os_process(child, ch.reader(), started.writer(), go.reader()),
+                                     csp::process(writer, ch.writer(), started.reader(), go.writer()));
+  (void)unused;
+  EXPECT_EQ(got, iota_vector(0, 200));
+}
+
 // Two processes of one child read the same lent stream (one RemoteChannel):
 // every value once, each process's share in order.
 TEST_P(Conformance, TwoProcessesOfAChildShareALentStream) {
@@ -1067,6 +1095,33 @@ TEST(Lending, RevokedValuesComeBackInOrderExactlyOnce) {
   std::vector<int> rest;
   for (int v : ch.reader()) rest.push_back(v);
   EXPECT_EQ(rest, iota_vector(11, 74));
+}
+
+// A writer that finds the capacity full of lent values sees the remote's
+// takes at once, and asks for a hint (the word's bit) for the next one.
+TEST(Lending, AWriterSeesTakesAndAsksForAHint) {
+  namespace lw = csp::detail::lend_word;
+  csp::Channel<int> ch{csp::buffer(4)};
+  auto home = ch.impl();
+  csp::Writer<int> w = ch.writer();
+  for (int i = 0; i < 4; ++i) w.write(i);
+  std::atomic<std::uint64_t> word{0};
+  RecordingBorrower remote(&word);
+  ASSERT_NE(home->lend_attach(remote), 0u);
+  csp::detail::Waiter park("lend", "test", false);
+  ASSERT_EQ(home->lend(remote, park).kind, csp::detail::LendResult::lent);
+  EXPECT_FALSE(lw::wants_hint(word.load()));
+  EXPECT_FALSE(w.try_write(4));  // full of lent values: asks for a hint
+  EXPECT_TRUE(lw::wants_hint(word.load()));
+  ASSERT_TRUE(take(word, remote.lent[0]));
+  EXPECT_FALSE(lw::wants_hint(word.load()));  // the take cleared it (RemoteChannel then sends CONSUMED)
+  EXPECT_TRUE(w.try_write(4));                // no hint needed: the home reads the word
+  EXPECT_FALSE(w.try_write(5));
+  home->lend_revoke(remote, true);
+  w.retire();
+  std::vector<int> rest;
+  for (int v : ch.reader()) rest.push_back(v);
+  EXPECT_EQ(rest, iota_vector(1, 5));
 }
 
 // Poison revokes at once, under the channel's lock: nothing lent is taken after it.

@@ -51,8 +51,10 @@
 //   revokes first, so a lent value never waits in a remote that is not
 //   reading while another reader wants it, and FIFO order holds across
 //   readers. poison() revokes too: nothing lent is consumed after it.
-// - lend_waiter_ is the borrower's lending executor parked for values or
-//   room; while set, writes take the slow path, which wakes it.
+// - lend_waiter_ is the borrower's lending executor parked for values:
+//   while set, writes take the slow path, which wakes it.
+//   lend_room_waiter_ is the same executor parked for room in its window
+//   (values are buffered): CONSUMED hints, revokes, poison and retire wake it.
 #pragma once
 
 #include <algorithm>
@@ -173,18 +175,25 @@ class ChannelCore {
 // ---- lending (read-ahead to a remote reader) ---------------------------------------
 
 /// The word a home channel and one remote reader share (in memory both
-/// map) to agree which lent values the remote consumed: epoch in bits
-/// 63..32, fence (values lent so far, mod 2^16) in 31..16, taken (values
-/// the remote consumed so far, mod 2^16) in 15..0. Only the home changes
-/// epoch and fence, only the remote taken, each by CAS on the whole word.
+/// map) to agree which lent values the remote consumed: bit 63 "hint
+/// wanted", epoch in bits 62..32, fence (values lent so far, mod 2^16) in
+/// 31..16, taken (values the remote consumed so far, mod 2^16) in 15..0.
+/// Only the home changes epoch and fence and sets the hint bit; only the
+/// remote changes taken, and each take clears the hint bit (the remote then
+/// sends a CONSUMED hint at once: the home has a writer or its lending
+/// executor waiting for room). Each change is a CAS on the whole word.
 namespace lend_word {
-inline std::uint32_t epoch(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
+inline constexpr std::uint64_t kWantHint = std::uint64_t{1} << 63;
+inline constexpr std::uint32_t kMaxEpoch = 0x7FFFFFFF;
+inline std::uint32_t epoch(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32) & kMaxEpoch; }
 inline std::uint16_t fence(std::uint64_t w) noexcept { return static_cast<std::uint16_t>(w >> 16); }
 inline std::uint16_t taken(std::uint64_t w) noexcept { return static_cast<std::uint16_t>(w); }
+inline bool wants_hint(std::uint64_t w) noexcept { return (w & kWantHint) != 0; }
+/// A word without the hint bit.
 inline std::uint64_t make(std::uint32_t epoch, std::uint16_t fence, std::uint16_t taken) noexcept {
-  return (std::uint64_t{epoch} << 32) | (std::uint64_t{fence} << 16) | taken;
+  return (std::uint64_t{epoch & kMaxEpoch} << 32) | (std::uint64_t{fence} << 16) | taken;
 }
-inline std::uint32_t next_epoch(std::uint32_t epoch) noexcept { return epoch + 1 == 0 ? 1 : epoch + 1; }
+inline std::uint32_t next_epoch(std::uint32_t epoch) noexcept { return epoch >= kMaxEpoch ? 1 : epoch + 1; }
 /// Home: ends the current epoch; whatever was lent and not taken can no
 /// longer be taken. Returns the word as it was just before.
 inline std::uint64_t revoke(std::atomic<std::uint64_t>& word) noexcept {
@@ -364,8 +373,8 @@ class InprocChannel final : public ChannelImpl<T> {
   }
 
   bool write_slow_locked(T& value, Deadline deadline) {
-    if (ghost_ != 0) [[unlikely]]
-      settle_lending_locked();
+    if (ghost_ != 0 || (borrower_ != nullptr && buffer_.size() + outside_ >= buffer_.capacity())) [[unlikely]]
+      settle_lending_for_write_locked();
     Waiter* wake = nullptr;
     switch (poll_write_impl(value, wake)) {
       case Poll::ready:
@@ -456,9 +465,14 @@ class InprocChannel final : public ChannelImpl<T> {
         return Poll::ready;
       }
     }
+    if (buffer_.capacity() != 0 && buffer_.size() + outside_ >= buffer_.capacity() && borrower_ != nullptr &&
+        writers_.empty()) [[unlikely]] {
+      WakeList none;  // with no writer waiting, freeing room wakes nobody
+      took_or_asked_hint_locked(none);
+    }
     if (buffer_.capacity() != 0 && buffer_.size() + outside_ < buffer_.capacity()) {
       buffer_.push(std::move(value));
-      wake = take_lend_waiter_locked();  // a lending executor waits for values
+      wake = take_value_waiter_locked();  // a lending executor waits for values
       return Poll::ready;
     }
     return Poll::not_ready;
@@ -584,9 +598,16 @@ class InprocChannel final : public ChannelImpl<T> {
     }
   };
 
-  /// Takes the parked lending executor's waiter, selected: the caller wakes
-  /// it once lock_ is dropped (null if none).
+  /// Takes the parked lending executor's waiter (parked for values or for
+  /// room), selected: the caller wakes it once lock_ is dropped (null if none).
   Waiter* take_lend_waiter_locked() noexcept {
+    Waiter* w = std::exchange(lend_waiter_, nullptr);
+    if (!w) w = std::exchange(lend_room_waiter_, nullptr);
+    return w && w->try_select(kWoken) ? w : nullptr;
+  }
+  /// The same for a writer that buffered a value: only an executor parked
+  /// for values needs it (one parked for room waits for the remote).
+  Waiter* take_value_waiter_locked() noexcept {
     Waiter* w = std::exchange(lend_waiter_, nullptr);
     return w && w->try_select(kWoken) ? w : nullptr;
   }
@@ -673,10 +694,13 @@ class InprocChannel final : public ChannelImpl<T> {
     const std::size_t n = std::min(buffer_.size(), window > lent_.size() ? window - lent_.size() : 0);
     if (n == 0) {
       if (buffer_.empty() && retired(Side::writer)) return {LendResult::drained, lent_epoch_};
-      if (lend_waiter_ != &park) {  // one executor parks at a time: another one re-checks
-        wakes.add_lender(take_lend_waiter_locked());
-        lend_waiter_ = &park;
-      }
+      if (!buffer_.empty() && took_or_asked_hint_locked(wakes))  // a full window: the remote's takes free it
+        return lend_locked(b, park, wakes);
+      // One executor parks at a time (another one re-checks). Parked for
+      // room (a full window), writes need not wake it: the remote's takes do.
+      if (lend_waiter_ != &park && lend_room_waiter_ != &park) wakes.add_lender(take_lend_waiter_locked());
+      lend_waiter_ = lend_room_waiter_ = nullptr;
+      (buffer_.empty() ? lend_waiter_ : lend_room_waiter_) = &park;
       return {LendResult::empty, lent_epoch_};
     }
     const auto first = static_cast<std::uint16_t>(lent_base_ + lent_.size());
@@ -706,10 +730,46 @@ class InprocChannel final : public ChannelImpl<T> {
     std::uint64_t w = b.lend_word_->load(std::memory_order_acquire);
     // SYNC POINT: pairs with the remote's CAS on taken (RemoteChannel take).
     while (!b.lend_word_->compare_exchange_weak(
-        w, lend_word::make(lend_word::epoch(w), static_cast<std::uint16_t>(lend_word::fence(w) + done), lend_word::taken(w)),
+        w,
+        lend_word::make(lend_word::epoch(w), static_cast<std::uint16_t>(lend_word::fence(w) + done),
+                        lend_word::taken(w)) |
+            (w & lend_word::kWantHint),
         std::memory_order_acq_rel, std::memory_order_acquire)) {
     }
     return {LendResult::lent, lent_epoch_};
+  }
+
+  /// With the capacity (or the lending window) full of values lent to
+  /// borrower_: true if its remote took some since we last looked (their
+  /// room is now free), else asks it for a CONSUMED hint on its next take.
+  bool took_or_asked_hint_locked(WakeList& wakes) {
+    std::atomic<std::uint64_t>& word = *borrower_->lend_word_;
+    std::uint64_t w = word.load(std::memory_order_acquire);
+    for (;;) {
+      if (lend_word::taken(w) != lent_base_) {
+        take_consumed_locked(wakes);
+        return true;
+      }
+      if (lend_word::wants_hint(w)) return false;
+      // SYNC POINT: pairs with the remote's take CAS, which clears the bit
+      // and then sends CONSUMED; a take between our load and this CAS makes
+      // it fail, and we see that take above.
+      if (word.compare_exchange_weak(w, w | lend_word::kWantHint, std::memory_order_acq_rel,
+                                     std::memory_order_acquire))
+        return false;
+    }
+  }
+
+  /// Before a write finds the buffer full: frees the room of values the
+  /// remote took (or asks it to hint when it takes one), waking writers
+  /// that get room; drops and retakes lock_.
+  __attribute__((noinline, cold)) void settle_lending_for_write_locked() {
+    WakeList wakes;
+    if (ghost_ != 0) reclaim_ghost_locked(wakes);
+    if (borrower_ != nullptr && buffer_.size() + outside_ >= buffer_.capacity()) took_or_asked_hint_locked(wakes);
+    lock_.unlock();
+    wakes.wake();
+    lock_channel();
   }
 
   /// Drops what the borrower's remote took (per the word) from lent_.
@@ -791,7 +851,8 @@ class InprocChannel final : public ChannelImpl<T> {
   std::uint32_t lent_epoch_ = 0;           // borrower_'s epoch
   std::size_t ghost_ = 0;                  // room of values a revoked borrower took, not yet refilled
   std::size_t outside_ = 0;                // lent_.size() + ghost_: counted against the capacity
-  Waiter* lend_waiter_ = nullptr;          // a lending executor parked for values or room
+  Waiter* lend_waiter_ = nullptr;          // a lending executor parked for values (writes wake it)
+  Waiter* lend_room_waiter_ = nullptr;     // or parked for room in its window (the remote's takes wake it)
 };
 
 }  // namespace detail

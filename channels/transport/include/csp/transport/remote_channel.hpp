@@ -74,9 +74,9 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
         unsigned report = 0;
         {
           std::lock_guard lock(ahead_lock_);
-          take_locked(got);
+          const bool asked = take_locked(got);
           if (got) {
-            if (++unreported_ >= kConsumedHint) report = std::exchange(unreported_, 0);
+            if (++unreported_ >= kConsumedHint || asked) report = std::exchange(unreported_, 0);
           } else {
             wait = deadline == csp::detail::forever && lending_locked();
             report = std::exchange(unreported_, 0);  // before waiting: the home may need the room
@@ -107,7 +107,7 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
                       if (!lend_word_ || reply.status == Status::error)
                         throw TransportError("csp: " + core_->peer() + ": READ_DATA lends to a reader that did not ask");
                       epoch = ByteReader(payload.head(8)).get_u64();
-                      if (epoch == 0 || epoch > 0xFFFFFFFFu)
+                      if (epoch == 0 || epoch > csp::detail::lend_word::kMaxEpoch)
                         throw TransportError("csp: " + core_->peer() + ": READ_DATA with lend epoch " +
                                              std::to_string(epoch));
                       offset = 8;
@@ -305,8 +305,9 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
   [[nodiscard]] bool lending_locked() const noexcept { return lend_epoch_ != 0 && newer(lend_epoch_, ended_epoch_); }
 
   /// Under ahead_lock_: takes the oldest lent value the home has not
-  /// revoked (dropping revoked ones) into `out`.
-  void take_locked(std::optional<T>& out) {
+  /// revoked (dropping revoked ones) into `out`; true if the home asked
+  /// for a CONSUMED hint (someone there waits for room).
+  bool take_locked(std::optional<T>& out) {
     namespace lw = csp::detail::lend_word;
     while (!ahead_.empty()) {
       Lent& front = ahead_.front();
@@ -323,11 +324,12 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
                 std::memory_order_acq_rel, std::memory_order_acquire)) {
           out.emplace(std::move(front.value));
           ahead_.pop_front();
-          return;
+          return lw::wants_hint(w);  // `w` is the word our CAS replaced
         }
       }
       ahead_.pop_front();
     }
+    return false;
   }
 
   /// LEND and LEND_END frames (called by whichever caller reads the stream).
@@ -343,7 +345,7 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
     ByteReader head(payload.head(8));
     const std::uint32_t epoch = head.get_u32();
     const std::uint32_t index = head.get_u32();
-    if (epoch == 0 || index > 0xFFFF)
+    if (epoch == 0 || epoch > csp::detail::lend_word::kMaxEpoch || index > 0xFFFF)
       throw TransportError("csp: " + core_->peer() + ": LEND with epoch " + std::to_string(epoch) + ", index " +
                            std::to_string(index));
     Lent lent{decode_payload<T>(payload, 8), epoch, static_cast<std::uint16_t>(index)};

@@ -81,10 +81,14 @@
 //   with it only if it dies inside that read before returning it; a value
 //   received but not taken comes back.)
 // - Capacity: the home counts lent values against the buffer until the
-//   remote took them (it learns that from the word, woken by CONSUMED
-//   hints the remote sends every kConsumedHint takes and before it waits),
-//   so writers' back-pressure is that of the buffer. At most
-//   min(capacity, kMaxLent) values are lent at once.
+//   remote took them, so writers' back-pressure is that of the buffer. A
+//   writer (or the lending executor) that finds it full reads the word
+//   (values taken since free their room at once) and otherwise sets the
+//   word's hint bit; the remote's next take clears the bit and sends
+//   CONSUMED at once, which wakes the home to free that room. So a take
+//   frees room as a read would, even if the child then blocks elsewhere.
+//   Otherwise the remote sends CONSUMED every kConsumedHint takes and
+//   before it waits. At most min(capacity, kMaxLent) values are lent at once.
 // - Order and other readers: a home channel lends to one connection at a
 //   time, and only while no other reader is a member or waiting
 //   (lend_attach). Any other reader (a read, poll or select at the home, a
