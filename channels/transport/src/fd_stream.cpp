@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -17,6 +19,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <set>
 
@@ -145,7 +148,195 @@ void set_nonblocking(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
   if (flags >= 0 && !(flags & O_NONBLOCK)) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
+
+using csp::detail::Clock;
+
+std::int64_t default_max_spin_ns() noexcept {
+  static const std::int64_t value = [] {
+    if (const char* env = std::getenv("CSP_FD_SPIN_US")) {
+      char* end = nullptr;
+      long long us = std::strtoll(env, &end, 10);
+      if (end != env && *end == '\0' && us >= 0 && us <= 1000000) return static_cast<std::int64_t>(us) * 1000;
+    }
+    return std::int64_t{50000};
+  }();
+  return value;
+}
+
+std::int64_t ns_between(Clock::time_point from, Clock::time_point to) noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count();
+}
+
 }  // namespace
+
+// ---- spinning ------------------------------------------------------------------------
+// A read or write by a thread that would block polls its fd (poll(2) with
+// no timeout, yielding the CPU between polls) for a while before it parks
+// in wait_fd. On a
+// small VM a parked process costs its waker a wake-up of 10-65 us (the vCPU
+// it sleeps on halts), and the channel protocol's replies come back much
+// sooner than that: a remote ping-pong sends four one-way messages per
+// round trip, each of which would otherwise find its reader parked.
+//
+// Who: a thread (main, a thread_process, the body of an os_process child).
+// A coroutine parks at once in its worker's reactor, which waits for all of
+// the worker's fds in one epoll_wait: a home's frame servers are
+// coroutines, and their spins rarely caught a message (the remote end's
+// answer comes after its own round trip), while with another program busy
+// on the machine they took the CPU from the processes that had work: with
+// a 5 us coroutine spin, loaded commstime went 13.3 -> 16.2 us/comm (pipe),
+// 17.5 -> 24.8 (unix), and 4 KiB stream-up 388 k -> 229 k msg/s (pipe);
+// without it these stay at the base figures, and on an idle machine the
+// child's spin keeps most of the gain.
+//
+// How long (SpinBudget, per stream and role): up to max_ns
+// (CSP_FD_SPIN_US, 50 us). As in ShmStream, after kSlowAfter waits in a row
+// longer than that the peer is slow: spin only kSlowSpinNs, with a full
+// spin every kProbeEvery-th wait to notice when it is quick again.
+//
+// When not at all (process-wide): when the CPUs are contended. A spin that
+// finds it lost its CPU to another thread (its system calls took longer
+// than kDescheduledNs) parks, and no wait of this process spins for the
+// next kContendedForNs (doubling, up to kMaxContendedForNs, while the spins
+// after each such period keep losing their CPU). On busy CPUs spinning
+// does not pay: a vCPU that does not halt wakes a thread quickly anyway, a
+// thread that parks is woken ahead of the threads that kept running (the
+// scheduler credits sleepers), and a sched_yield may wait out another
+// program's whole time slice.
+//
+// Unlike the shm ring's spin, this one calls sched_yield every round (its
+// rounds are system calls anyway): with three OS processes on two cores
+// the thread we wait for may be waiting for our CPU. Measured with one
+// other program busy beside csp-bench (and coroutines spinning too, 5 us):
+// the same spin without the yield took commstime from 14 to 42 us per
+// communication over a pipe (unix 18 -> 42, tcp 25 -> 52), and ping-pong
+// hops from 8.5 to 17 us. The contended-CPU check above bounds what a
+// yield can cost.
+namespace {
+constexpr unsigned kSlowAfter = 4;
+constexpr unsigned kProbeEvery = 8;
+constexpr std::int64_t kSlowSpinNs = 2000;
+// The system calls of one round of a spin (sched_yield(2) and poll(2)) take
+// about a microsecond, or as long as another of our threads runs after the
+// yield (tens of microseconds: a home's frame server, a worker's idle spin).
+// When they took longer than this, a thread that does not yield had the
+// CPU: another program's, for a time slice (0.75 ms and up).
+constexpr std::int64_t kDescheduledNs = 200'000;
+constexpr std::int64_t kContendedForNs = 20'000'000;
+// Each spin after a contended period is a probe that may lose a time slice;
+// while probes keep finding the CPUs contended, the period doubles up to
+// this.
+constexpr std::int64_t kMaxContendedForNs = 1'000'000'000;
+// What a wait whose spin lost its CPU counts as: a long one.
+constexpr std::int64_t kDescheduledWait = std::numeric_limits<std::int64_t>::max();
+
+// Until when (steady clock, ns) the CPUs count as contended. Any thread of
+// this process may set it; relaxed, since a stale value only misjudges one
+// spin.
+std::atomic<std::int64_t> g_contended_until_ns{0};
+
+std::int64_t since_epoch_ns(Clock::time_point t) noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+// The length of the last contended period.
+std::atomic<std::int64_t> g_contended_for_ns{kContendedForNs};
+
+bool cpus_contended(Clock::time_point now) noexcept {
+  return since_epoch_ns(now) < g_contended_until_ns.load(std::memory_order_relaxed);
+}
+
+// A spin lost its CPU at `now`: no spinning for a while, twice as long as
+// last time if that period ended less than its own length ago.
+void note_contended(Clock::time_point now) noexcept {
+  const std::int64_t t = since_epoch_ns(now);
+  const std::int64_t last = g_contended_for_ns.load(std::memory_order_relaxed);
+  const bool again = t < g_contended_until_ns.load(std::memory_order_relaxed) + last;
+  const std::int64_t period = again ? std::min(2 * last, kMaxContendedForNs) : kContendedForNs;
+  g_contended_for_ns.store(period, std::memory_order_relaxed);
+  g_contended_until_ns.store(t + period, std::memory_order_relaxed);
+}
+}  // namespace
+
+std::int64_t FdStream::SpinBudget::next_limit_ns() noexcept {
+  if (long_waits < kSlowAfter || ++since_probe % kProbeEvery == 0) return max_ns;
+  return std::min(max_ns, kSlowSpinNs);
+}
+
+void FdStream::SpinBudget::learn(std::int64_t waited_ns) noexcept {
+  if (waited_ns <= max_ns)
+    long_waits = 0;
+  else if (long_waits < kSlowAfter)
+    ++long_waits;
+}
+
+// One wait of a read or write: the caller retries its non-blocking call
+// after each again() that returns true. again() polls the fd, yielding the
+// CPU between polls, until the bound of this wait, then parks in wait_fd until
+// the fd is ready or the deadline passes. The deadline is checked on every
+// round; a hang-up or error ends the spin like readiness does, and the
+// retried call then reports it (read(2) returns 0 at end of stream,
+// write(2) fails with EPIPE), so spinning never hides a closed or dead peer.
+class FdStream::Wait {
+ public:
+  Wait(SpinBudget& budget, Deadline deadline) noexcept : budget_(budget), deadline_(deadline) {}
+
+  // The call would block: spins, then parks, until `fd` is probably ready
+  // for `events` (EPOLLIN/EPOLLOUT bits); false once the deadline has passed.
+  bool again(int fd, std::uint32_t events, const char* what) {
+    auto now = Clock::now();
+    if (limit_ < 0) {
+      start_ = now;
+      spins_ = !csp::detail::in_coroutine() && !cpus_contended(now);
+      limit_ = spins_ ? budget_.next_limit_ns() : 0;
+    }
+    // The spin asks poll(2) rather than retrying the call: a read(2) or
+    // write(2) of a pipe takes the pipe's mutex even when it finds nothing,
+    // and contends with the peer's write or read of the same pipe; poll
+    // only looks.
+    static_assert(EPOLLIN == POLLIN && EPOLLOUT == POLLOUT && EPOLLRDHUP == POLLRDHUP);
+    pollfd probe{fd, static_cast<short>(events), 0};
+    for (;;) {
+      if (now >= deadline_) {
+        timed_out(now);
+        return false;
+      }
+      if (descheduled_ || ns_between(start_, now) >= limit_) break;
+      // Let other threads on this CPU run: with three OS processes on two
+      // cores, the one we wait for may be among them.
+      const auto before = now;
+      ::sched_yield();
+      if (::poll(&probe, 1, 0) != 0) return true;  // ready, hung up or failed: the call tells
+      now = Clock::now();
+      if (ns_between(before, now) > kDescheduledNs) {
+        descheduled_ = true;
+        note_contended(now);
+        break;
+      }
+    }
+    if (csp::detail::wait_fd(fd, events, deadline_, what)) return true;
+    timed_out(Clock::now());
+    return false;
+  }
+  // The call went through: records how long it waited, if it did.
+  void done() noexcept {
+    if (spins_) budget_.learn(descheduled_ ? kDescheduledWait : ns_between(start_, Clock::now()));
+  }
+
+ private:
+  // A deadline that passes within the bound says nothing about the peer; one
+  // that passes after a longer wait counts as a long wait.
+  void timed_out(Clock::time_point now) noexcept {
+    if (spins_ && ns_between(start_, now) > budget_.max_ns) budget_.learn(ns_between(start_, now));
+  }
+
+  SpinBudget& budget_;
+  Deadline deadline_;
+  Clock::time_point start_{};  // when the first try found the fd not ready
+  std::int64_t limit_ = -1;    // spin bound of this wait; -1 until the first again()
+  bool spins_ = false;         // a thread on calm CPUs: this wait may spin and teaches budget_
+  bool descheduled_ = false;   // this spin lost its CPU: counts as a long wait
+};
 
 FdStream::FdStream(int read_fd, int write_fd, std::string description)
     : read_fd_(read_fd), write_fd_(write_fd), owner_(::getpid()), description_(std::move(description)) {
@@ -162,9 +353,16 @@ FdStream::FdStream(int read_fd, int write_fd, std::string description)
   set_nonblocking(write_fd_);
   track_fd(read_fd_);
   track_fd(write_fd_);
+  set_max_spin(std::chrono::nanoseconds(default_max_spin_ns()));
 }
 
 FdStream::~FdStream() { close(); }
+
+void FdStream::set_max_spin(std::chrono::nanoseconds bound) noexcept {
+  read_spin_ = SpinBudget{};
+  write_spin_ = SpinBudget{};
+  read_spin_.max_ns = write_spin_.max_ns = std::max<std::int64_t>(0, bound.count());
+}
 
 void FdStream::close() noexcept {
   if (read_fd_ < 0 && write_fd_ < 0) return;
@@ -206,6 +404,7 @@ void FdStream::write_all_v(const ConstBuffer* parts, std::size_t count) {
   iovec iov[kMaxParts];
   std::size_t done = 0;  // parts fully written
   std::size_t offset = 0;  // bytes of parts[done] already written
+  std::optional<Wait> wait;  // made when a write would block
   while (done < count) {
     std::size_t n = 0;
     for (std::size_t i = done; i < count && n < kMaxParts; ++i) {
@@ -216,12 +415,13 @@ void FdStream::write_all_v(const ConstBuffer* parts, std::size_t count) {
       iov[n].iov_len = parts[i].size - skip;
       ++n;
     }
-    if (n == 0) return;
+    if (n == 0) break;
     ssize_t w = n == 1 ? ::write(write_fd_, iov[0].iov_base, iov[0].iov_len) : ::writev(write_fd_, iov, static_cast<int>(n));
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
-        csp::detail::wait_fd(write_fd_, EPOLLOUT, csp::detail::forever, "write");
+        if (!wait) wait.emplace(write_spin_, csp::detail::forever);
+        wait->again(write_fd_, EPOLLOUT, "write");
         continue;
       }
       fail("write", errno);
@@ -237,29 +437,36 @@ void FdStream::write_all_v(const ConstBuffer* parts, std::size_t count) {
       ++done;
       offset = 0;
     }
+    // A partial write is progress: the next wait is a new one.
+    if (wait) {
+      wait->done();
+      wait.reset();
+    }
   }
 }
 
 std::optional<std::size_t> FdStream::read_some(void* data, std::size_t n, Deadline deadline) {
   if (read_fd_ < 0) throw TransportError("csp: " + description_ + ": read on a closed stream");
-  // After a read that emptied the fd the next one would most likely find
-  // nothing (a request/reply exchange): wait first, saving a read(2).
-  if (wait_first_read_ || (drained_ && deadline > csp::detail::Clock::now())) {
+  // A FIFO read before its writer ever opened it would report end of file.
+  // And when this wait will not spin, after a read that emptied the fd the
+  // next one would most likely find nothing (a request/reply exchange):
+  // wait first, saving a read(2).
+  const auto now = Clock::now();
+  if (wait_first_read_ || (drained_ && deadline > now && (read_spin_.max_ns == 0 || cpus_contended(now)))) {
     if (!csp::detail::wait_fd(read_fd_, EPOLLIN | EPOLLRDHUP, deadline, "read")) return std::nullopt;
     wait_first_read_ = false;
   }
+  Wait wait(read_spin_, deadline);
   for (;;) {
     ssize_t r = ::read(read_fd_, data, n);
     if (r >= 0) {
       drained_ = static_cast<std::size_t>(r) < n;
+      wait.done();
       return static_cast<std::size_t>(r);
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN) {
-      if (!csp::detail::wait_fd(read_fd_, EPOLLIN | EPOLLRDHUP, deadline, "read")) return std::nullopt;
-      continue;
-    }
-    fail("read", errno);
+    if (errno != EAGAIN) fail("read", errno);
+    if (!wait.again(read_fd_, EPOLLIN | EPOLLRDHUP, "read")) return std::nullopt;
   }
 }
 

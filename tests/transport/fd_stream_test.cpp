@@ -1,0 +1,237 @@
+// FdStream's spin before it parks (csp/transport/fd_stream.hpp), once per
+// fd link kind (pipe, unix, tcp), between this process and a forked child:
+// a read or write by a thread that spins still honours its deadline and
+// sees the peer close or die; a coroutine's wait (which parks at once)
+// honours its deadline and lets its worker's other processes run.
+//
+// Each test sets a spin bound far longer than the test may take (kLongSpin),
+// so whatever it checks happens during the spin: a spin that missed it
+// would only end at the bound, which the elapsed-time checks (against half
+// the bound) turn into a failure rather than a pass after the park. (On
+// contended CPUs a spin parks early; the checks hold then as well.)
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csp/csp.hpp>
+#include <csp/transport/fd_stream.hpp>
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "transport_test_util.hpp"
+
+using namespace std::chrono_literals;
+using csp::transport_detail::ByteStream;
+using csp::transport_detail::FdStream;
+using csp::transport_detail::LinkKind;
+
+namespace {
+
+constexpr auto kLongSpin = 60s;
+
+class FdSpin : public csp_test::TransportTest {
+ protected:
+  /// Forks a child that runs `child(stream)` on its end and exits 0 (1 on
+  /// an exception); returns this side's end with a spin bound of kLongSpin.
+  template <class F>
+  std::unique_ptr<FdStream> fork_with(F child) {
+    auto link = csp::transport_detail::make_fork_link(GetParam());
+    std::fflush(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int code = 0;
+      try {
+        auto s = link->child_end();
+        child(*s);
+      } catch (...) {
+        code = 1;
+      }
+      ::_exit(code);
+    }
+    std::unique_ptr<ByteStream> end = link->parent_end();
+    auto* fd = dynamic_cast<FdStream*>(end.get());
+    if (!fd) return nullptr;
+    end.release();
+    fd->set_max_spin(kLongSpin);
+    return std::unique_ptr<FdStream>(fd);
+  }
+  int join() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+  }
+  pid_t pid_ = -1;
+};
+
+char read_byte(ByteStream& s) {
+  char c = 0;
+  auto got = s.read_some(&c, 1, csp::detail::forever);
+  if (!got || *got != 1) throw std::runtime_error("no byte");
+  return c;
+}
+
+auto since(std::chrono::steady_clock::time_point t0) { return std::chrono::steady_clock::now() - t0; }
+
+TEST_P(FdSpin, DeadlineDuringTheSpinIsHonoured) {
+  auto s = fork_with([](ByteStream& c) { read_byte(c); });
+  ASSERT_TRUE(s);
+  char buf[8];
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(s->read_some(buf, sizeof buf, csp::detail::Clock::now() + 20ms).has_value());
+  EXPECT_GE(since(t0), 20ms);
+  EXPECT_LT(since(t0), kLongSpin / 2);
+  // A deadline already past returns at once, spin or not.
+  EXPECT_FALSE(s->read_some(buf, sizeof buf, csp::detail::Clock::now()).has_value());
+  s->write_all("g", 1);
+  EXPECT_EQ(join(), 0);
+}
+
+TEST_P(FdSpin, DeadlineIsHonouredInACoroutine) {
+  auto s = fork_with([](ByteStream& c) { read_byte(c); });
+  ASSERT_TRUE(s);
+  std::chrono::steady_clock::duration waited{};
+  bool timed_out = false;
+  csp::Parallel(csp::process([&] {
+    char buf[8];
+    const auto t0 = std::chrono::steady_clock::now();
+    timed_out = !s->read_some(buf, sizeof buf, csp::detail::Clock::now() + 20ms).has_value();
+    waited = since(t0);
+  }));
+  EXPECT_TRUE(timed_out);
+  EXPECT_GE(waited, 20ms);
+  EXPECT_LT(waited, kLongSpin / 2);
+  s->write_all("g", 1);
+  EXPECT_EQ(join(), 0);
+}
+
+TEST_P(FdSpin, PeerCloseDuringTheSpinIsSeen) {
+  // The child closes its end but lives on until we saw the end of stream,
+  // so what ends our read is the close, not the child's exit.
+  int hold[2];
+  ASSERT_EQ(::pipe(hold), 0);
+  auto s = fork_with([&](ByteStream& c) {
+    ::close(hold[1]);
+    read_byte(c);
+    c.close();
+    char done;
+    [[maybe_unused]] auto r = ::read(hold[0], &done, 1);
+  });
+  ::close(hold[0]);
+  ASSERT_TRUE(s);
+  s->write_all("g", 1);
+  char buf[8];
+  const auto t0 = std::chrono::steady_clock::now();
+  auto got = s->read_some(buf, sizeof buf, csp::detail::forever);
+  const auto waited = since(t0);
+  ::close(hold[1]);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, 0u);
+  EXPECT_LT(waited, kLongSpin / 2);
+  EXPECT_EQ(join(), 0);
+}
+
+TEST_P(FdSpin, PeerDeathDuringTheSpinIsSeen) {
+  auto s = fork_with([](ByteStream& c) {
+    read_byte(c);
+    ::kill(::getpid(), SIGKILL);
+  });
+  ASSERT_TRUE(s);
+  s->write_all("g", 1);
+  char buf[8];
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    // End of stream, or a reset connection (TCP may report either).
+    auto got = s->read_some(buf, sizeof buf, csp::detail::forever);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(*got, 0u);
+  } catch (const csp::TransportError&) {
+  }
+  EXPECT_LT(since(t0), kLongSpin / 2);
+  EXPECT_EQ(join(), 100 + SIGKILL);
+}
+
+TEST_P(FdSpin, WriteThatWouldBlockSpinsUntilThePeerReads) {
+  // More than any pipe or socket buffer holds, so the write spins while the
+  // child drains it; the child sends back the sum of what it read.
+  constexpr std::size_t kBytes = 16u << 20;
+  auto s = fork_with([&](ByteStream& c) {
+    std::vector<unsigned char> buf(1 << 16);
+    std::uint64_t sum = 0;
+    for (std::size_t got = 0; got < kBytes;) {
+      auto r = c.read_some(buf.data(), std::min(buf.size(), kBytes - got), csp::detail::forever);
+      if (!r || *r == 0) throw std::runtime_error("short stream");
+      sum = std::accumulate(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*r), sum);
+      got += *r;
+    }
+    c.write_all(&sum, sizeof sum);
+  });
+  ASSERT_TRUE(s);
+  std::vector<unsigned char> data(kBytes);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>(i * 7 + (i >> 12));
+  const auto t0 = std::chrono::steady_clock::now();
+  s->write_all(data.data(), data.size());
+  EXPECT_LT(since(t0), kLongSpin / 2);
+  std::uint64_t sum = 0;
+  std::size_t have = 0;
+  while (have < sizeof sum) {
+    auto r = s->read_some(reinterpret_cast<char*>(&sum) + have, sizeof sum - have, csp::detail::forever);
+    ASSERT_TRUE(r && *r > 0);
+    have += *r;
+  }
+  EXPECT_EQ(sum, std::accumulate(data.begin(), data.end(), std::uint64_t{0}));
+  EXPECT_EQ(join(), 0);
+}
+
+TEST_P(FdSpin, WriteToAPeerThatDiesDuringTheSpinFails) {
+  auto s = fork_with([](ByteStream& c) {
+    read_byte(c);
+    ::kill(::getpid(), SIGKILL);
+  });
+  ASSERT_TRUE(s);
+  s->write_all("g", 1);
+  std::vector<char> data(64u << 20, 'z');  // more than the buffers hold: the write spins
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(s->write_all(data.data(), data.size()), csp::TransportError);
+  EXPECT_LT(since(t0), kLongSpin / 2);
+  EXPECT_EQ(join(), 100 + SIGKILL);
+}
+
+TEST_P(FdSpin, AWaitingCoroutineLetsItsWorkerRun) {
+  // The child echoes one byte. The reader waits for it; the writer, which
+  // sends the byte, runs on the same worker when CSP_WORKERS=1 (how ctest
+  // runs this binary first), so it runs only if the reader's wait lets the
+  // worker go: a coroutine that spun without yielding would hold it until
+  // the end of its spin.
+  auto s = fork_with([](ByteStream& c) {
+    char b = read_byte(c);
+    c.write_all(&b, 1);
+  });
+  ASSERT_TRUE(s);
+  std::atomic<bool> reading{false};
+  std::chrono::steady_clock::duration waited{};
+  char echoed = 0;
+  csp::Parallel(
+      csp::process([&] {
+        const auto t0 = std::chrono::steady_clock::now();
+        reading.store(true);
+        echoed = read_byte(*s);
+        waited = since(t0);
+      }),
+      csp::process([&] {
+        while (!reading.load()) csp::yield();
+        s->write_all("e", 1);
+      }));
+  EXPECT_EQ(echoed, 'e');
+  EXPECT_LT(waited, kLongSpin / 2);
+  EXPECT_EQ(join(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Links, FdSpin, ::testing::Values(LinkKind::pipe, LinkKind::unix_socket, LinkKind::tcp),
+                         csp_test::link_kind_name);
+
+}  // namespace
