@@ -33,6 +33,7 @@
 
 #include <atomic>
 #include <boost/context/detail/fcontext.hpp>
+#include <csp/detail/spin_budget.hpp>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -41,6 +42,7 @@
 #include <thread>
 #include <vector>
 
+#include <csp/detail/spin_budget.hpp>
 #include <csp/detail/spawn.hpp>
 #include <csp/detail/spin_lock.hpp>
 #include <csp/detail/wait.hpp>
@@ -112,8 +114,7 @@ class ThreadParker final : public Parker {
   ThreadParker() noexcept : Parker(Kind::thread) {}
   Scheduler* registered_with_ = nullptr;  // scheduler whose live_ counts this thread
   bool in_registry_ = false;              // linked in that scheduler's registry
-  std::uint8_t long_waits_ = 0;           // waits in a row that outlasted the spin (owner only)
-  std::uint8_t since_probe_ = 0;          // waits since the last full spin while slow (owner only)
+  SpinBudget spin_;                       // how long its waits spin (owner only; wait.cpp)
 };
 
 /// A growable ring of task pointers (a run queue). Not synchronised.

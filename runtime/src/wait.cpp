@@ -11,6 +11,7 @@
 #include <ctime>
 
 #include <csp/error.hpp>
+#include <csp/detail/spin_lock.hpp>
 #include <csp/runtime.hpp>
 
 #include "scheduler.hpp"
@@ -59,34 +60,26 @@ namespace {
 // microsecond. The bound stays short because a spinning thread holds a CPU
 // its peer may need when threads outnumber CPUs (measured with two busy
 // processes beside a thread ping-pong: 50 us of spin made hops of 67 us).
-// After kSlowAfter waits in a row that outlasted the spin, the peer is
-// slow: spin kSlowSpinNs only, with a full spin every kProbeEvery-th wait
-// (the same policy as the shm ring's; see shm_stream.cpp).
+// After a few waits in a row that outlasted the spin, the peer is slow:
+// spin kSlowSpinNs only, with a full spin now and then (the policy of
+// every spinning wait: csp/detail/spin_budget.hpp).
 constexpr std::int64_t kThreadSpinNs = 10000;
 constexpr std::int64_t kSlowSpinNs = 1000;
-constexpr unsigned kSlowAfter = 4;
-constexpr unsigned kProbeEvery = 8;
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
 
 /// Spins until this thread is notified (true: the notification is taken, and
 /// state_ is 0 again) or the spin bound or `deadline` passes (false).
 bool spin_for_notification(ThreadParker* self, std::int64_t max_spin_ns, Deadline deadline) noexcept {
   if (max_spin_ns <= 0) return false;
-  const bool slow = self->long_waits_ >= kSlowAfter && ++self->since_probe_ % kProbeEvery != 0;
-  const std::int64_t limit = slow ? std::min(max_spin_ns, kSlowSpinNs) : max_spin_ns;
+  SpinBudget& budget = self->spin_;
+  budget.max_ns = max_spin_ns;
+  budget.slow_ns = kSlowSpinNs;
+  const std::int64_t limit = budget.next_limit_ns();
   Clock::time_point start{};
   for (unsigned i = 1;; ++i) {
     // SYNC POINT with the release exchange in unpark_thread().
     if (self->state_.load(std::memory_order_acquire) == 1) {
       self->state_.store(0, std::memory_order_relaxed);  // one notification per wait: nobody else writes now
-      self->long_waits_ = 0;
+      budget.learn(0);
       return true;
     }
     cpu_relax();
@@ -96,7 +89,7 @@ bool spin_for_notification(ThreadParker* self, std::int64_t max_spin_ns, Deadlin
       if (now - start >= std::chrono::nanoseconds(limit) || now >= deadline) break;
     }
   }
-  if (self->long_waits_ < kSlowAfter) ++self->long_waits_;
+  budget.learn(max_spin_ns + 1);  // outlasted the spin
   return false;
 }
 

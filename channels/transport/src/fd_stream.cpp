@@ -190,9 +190,9 @@ std::int64_t ns_between(Clock::time_point from, Clock::time_point to) noexcept {
 // child's spin keeps most of the gain.
 //
 // How long (SpinBudget, per stream and role): up to max_ns
-// (CSP_FD_SPIN_US, 50 us). As in ShmStream, after kSlowAfter waits in a row
-// longer than that the peer is slow: spin only kSlowSpinNs, with a full
-// spin every kProbeEvery-th wait to notice when it is quick again.
+// (CSP_FD_SPIN_US, 50 us), adaptively as the shm ring: after a few waits in
+// a row longer than that the peer is slow and the spin is short, with a full
+// one now and then (csp/detail/spin_budget.hpp).
 //
 // When not at all (process-wide): when the CPUs are contended. A spin that
 // finds it lost its CPU to another thread (its system calls took longer
@@ -213,9 +213,6 @@ std::int64_t ns_between(Clock::time_point from, Clock::time_point to) noexcept {
 // hops from 8.5 to 17 us. The contended-CPU check above bounds what a
 // yield can cost.
 namespace {
-constexpr unsigned kSlowAfter = 4;
-constexpr unsigned kProbeEvery = 8;
-constexpr std::int64_t kSlowSpinNs = 2000;
 // The system calls of one round of a spin (sched_yield(2) and poll(2)) take
 // about a microsecond, or as long as another of our threads runs after the
 // yield (tens of microseconds: a home's frame server, a worker's idle spin).
@@ -258,17 +255,6 @@ void note_contended(Clock::time_point now) noexcept {
 }
 }  // namespace
 
-std::int64_t FdStream::SpinBudget::next_limit_ns() noexcept {
-  if (long_waits < kSlowAfter || ++since_probe % kProbeEvery == 0) return max_ns;
-  return std::min(max_ns, kSlowSpinNs);
-}
-
-void FdStream::SpinBudget::learn(std::int64_t waited_ns) noexcept {
-  if (waited_ns <= max_ns)
-    long_waits = 0;
-  else if (long_waits < kSlowAfter)
-    ++long_waits;
-}
 
 // One wait of a read or write: the caller retries its non-blocking call
 // after each again() that returns true. again() polls the fd, yielding the

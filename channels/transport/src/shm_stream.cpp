@@ -79,6 +79,7 @@
 #include <cstring>
 #include <new>
 
+#include <csp/detail/spin_lock.hpp>
 #include <csp/error.hpp>
 #include <csp/runtime.hpp>
 #include <csp/trace.hpp>
@@ -264,15 +265,9 @@ std::size_t segment_ring_bytes(const Segment& segment) noexcept {
 using shm_detail::kPublishChunk;
 using shm_detail::RingControl;
 
-namespace {
+using csp::detail::cpu_relax;
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
+namespace {
 
 // Registers this process for MEMBARRIER_CMD_GLOBAL_EXPEDITED (once per
 // process: a fork child registers again) and checks the barrier itself runs.
@@ -374,30 +369,8 @@ void close_fd(int& fd) noexcept {
 
 // ---------------------------------------------------------------- spinning
 
-// Spin the full bound while waits are short enough for spinning to catch
-// them: parking costs the peer a wake-up latency (25-45 us on the 2-vCPU
-// VM), and a bound shorter than that would let one hiccup turn a ping-pong
-// into both sides parking on every message (measured: 25 us hops instead of
-// 0.1 us). After kSlowAfter waits in a row longer than the bound the peer is
-// slow: spin only kSlowSpinNs (catching a peer that just answers quickly
-// again), with a full spin every kProbeEvery-th wait.
-namespace {
-constexpr unsigned kSlowAfter = 4;
-constexpr unsigned kProbeEvery = 8;
-constexpr std::int64_t kSlowSpinNs = 2000;
-}  // namespace
-
-std::int64_t ShmStream::SpinBudget::next_limit_ns() noexcept {
-  if (long_waits < kSlowAfter || ++since_probe % kProbeEvery == 0) return max_ns;
-  return std::min(max_ns, kSlowSpinNs);
-}
-
-void ShmStream::SpinBudget::learn(std::int64_t waited_ns) noexcept {
-  if (waited_ns <= max_ns)
-    long_waits = 0;
-  else if (long_waits < kSlowAfter)
-    ++long_waits;
-}
+// How long each wait spins: csp/detail/spin_budget.hpp (adaptive, learnt
+// per direction).
 
 // ---------------------------------------------------------------- ShmStream
 

@@ -505,6 +505,16 @@ void ClientCore::wake_leader_locked() noexcept {
   }
 }
 
+bool ClientCore::collect_answered_locked(Pending& me, std::vector<csp::detail::Waiter*>& wake) {
+  for (Pending* p = pending_; p; p = p->next) {
+    if (p != &me && p->waiter && answered_locked(*p)) wake.push_back(std::exchange(p->waiter, nullptr));
+  }
+  if (!answered_locked(me)) return false;
+  unlink(me);
+  hand_over_locked();
+  return true;
+}
+
 void ClientCore::hand_over_locked() noexcept {
   reading_ = false;
   wake_leader_locked();
@@ -626,14 +636,7 @@ bool ClientCore::take_pipelined_answer(const FrameHeader& h, std::span<const std
       piped_message_ = std::move(message);
       piped_failure_.store(status == Status::timeout ? Status::error : status, std::memory_order_release);
     }
-    for (Pending* p = pending_; p; p = p->next) {
-      if (p != &me && p->waiter && answered_locked(*p)) wake.push_back(std::exchange(p->waiter, nullptr));
-    }
-    if (answered_locked(me)) {
-      mine = true;
-      unlink(me);
-      hand_over_locked();
-    }
+    mine = collect_answered_locked(me, wake);
   }
   for (Waiter* w : wake)
     if (w->try_select(csp::detail::kWoken)) w->wake();
@@ -648,10 +651,14 @@ void ClientCore::set_push_sink(PushSink* sink) {
 
 void ClientCore::wait_push(std::uint64_t seen) {
   Pending me;
-  me.seq = 0;  // never matches a reply
   me.push_after = seen;
+  wait_unasked(me);
+}
+
+void ClientCore::wait_unasked(Pending& me) {
+  me.seq = 0;  // never matches a reply: sequences start at 1
   state_.lock();
-  if (pushes_.load(std::memory_order_relaxed) > seen) {
+  if (answered_locked(me)) {
     state_.unlock();
     return;
   }
@@ -681,14 +688,7 @@ bool ClientCore::take_push(const FrameHeader& h, Payload& payload, Pending& me) 
   {
     std::lock_guard lock(state_);
     pushes_.fetch_add(1, std::memory_order_release);
-    for (Pending* p = pending_; p; p = p->next) {
-      if (p != &me && p->waiter && answered_locked(*p)) wake.push_back(std::exchange(p->waiter, nullptr));
-    }
-    if (answered_locked(me)) {
-      mine = true;
-      unlink(me);
-      hand_over_locked();
-    }
+    mine = collect_answered_locked(me, wake);
   }
   for (Waiter* w : wake)
     if (w->try_select(csp::detail::kWoken)) w->wake();
@@ -696,18 +696,10 @@ bool ClientCore::take_push(const FrameHeader& h, Payload& payload, Pending& me) 
 }
 
 void ClientCore::wait_answered(std::uint64_t ticket) {
+  if (ticket == 0) return;  // nothing was sent
   Pending me;
-  me.seq = 0;  // never matches a reply: sequences start at 1
   me.ticket = ticket;
-  state_.lock();
-  if (piped_answered_ >= ticket) {
-    state_.unlock();
-    return;
-  }
-  if (!broken_.empty()) throw_broken_locked();
-  link(me);
-  state_.unlock();
-  wait_reply(me, [](const FrameHeader&, Payload&) {}, forever);
+  wait_unasked(me);
 }
 
 std::uint64_t ClientCore::send_pipelined(Build build, unsigned window) {

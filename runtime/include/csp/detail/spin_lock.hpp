@@ -9,6 +9,15 @@
 
 namespace csp::detail {
 
+/// One polite step of a spin loop (PAUSE on x86, YIELD on ARM).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
 class SpinLock {
  public:
   void lock() noexcept {
@@ -17,7 +26,7 @@ class SpinLock {
     for (unsigned spins = 0;; ++spins) {
       while (flag_.load(std::memory_order_relaxed)) {
         if (++spins < 256) {
-          __builtin_ia32_pause();
+          cpu_relax();
         } else {
           ::sched_yield();
           spins = 0;

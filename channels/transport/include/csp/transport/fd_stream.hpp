@@ -35,6 +35,7 @@
 #include <string_view>
 #include <vector>
 
+#include <csp/detail/spin_budget.hpp>
 #include <csp/channel_impl.hpp>
 #include <csp/transport/stream.hpp>
 
@@ -92,15 +93,7 @@ class FdStream final : public ByteStream {
 
  private:
   // Spin-then-park bookkeeping of one waiting role (reader or writer).
-  struct SpinBudget {
-    std::int64_t max_ns = 0;   // bound: CSP_FD_SPIN_US or set_max_spin()
-    unsigned long_waits = 0;   // consecutive waits longer than max_ns
-    unsigned since_probe = 0;  // short spins since the last full one
-    // How long the next wait may spin.
-    std::int64_t next_limit_ns() noexcept;
-    // Records how long a wait took, spun or parked.
-    void learn(std::int64_t waited_ns) noexcept;
-  };
+  using SpinBudget = csp::detail::SpinBudget;  // csp/detail/spin_budget.hpp; max_ns: CSP_FD_SPIN_US or set_max_spin()
   class Wait;
 
   [[noreturn]] void fail(const char* op, int error) const;

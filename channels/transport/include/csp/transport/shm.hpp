@@ -48,6 +48,7 @@
 #include <utility>
 #include <vector>
 
+#include <csp/detail/spin_budget.hpp>
 #include <csp/transport/stream.hpp>
 
 namespace csp::transport_detail {
@@ -134,15 +135,7 @@ class ShmStream final : public ByteStream {
 
  private:
   // Spin-then-park bookkeeping of one waiting role (reader or writer).
-  struct SpinBudget {
-    std::int64_t max_ns = 0;     // bound from the options
-    unsigned long_waits = 0;     // consecutive waits longer than max_ns
-    unsigned since_probe = 0;    // short spins since the last full one
-    // How long the next wait may spin.
-    std::int64_t next_limit_ns() noexcept;
-    // Records how long a wait took, parked or not.
-    void learn(std::int64_t waited_ns) noexcept;
-  };
+  using SpinBudget = csp::detail::SpinBudget;  // csp/detail/spin_budget.hpp
   enum class Wait { ready, timed_out, peer_gone, closed };
 
   Wait wait_for_data(Deadline deadline);

@@ -446,6 +446,13 @@ class ClientCore final : public csp::detail::Settleable {
   bool take_push(const FrameHeader& h, Payload& payload, Pending& me);
   /// The leader got the answer to the oldest pipelined request; true if `me` is now answered.
   bool take_pipelined_answer(const FrameHeader& h, std::span<const std::byte> payload, Pending& me);
+  /// Under state_, after an answer or a push: moves the waiters of other
+  /// callers now answered to `wake` (to wake once unlocked); true if `me` is
+  /// answered too (then unlinked, and the stream handed over).
+  bool collect_answered_locked(Pending& me, std::vector<csp::detail::Waiter*>& wake);
+  /// Waits until `me` (a ticket or a push count, no request of its own) is
+  /// answered, leading the stream when nobody else does.
+  void wait_unasked(Pending& me);
   void hand_over_locked() noexcept;
   void wake_leader_locked() noexcept;
   [[noreturn]] void throw_broken_locked();
