@@ -33,7 +33,6 @@
 
 #include <atomic>
 #include <boost/context/detail/fcontext.hpp>
-#include <csp/detail/spin_budget.hpp>
 #include <cstdint>
 #include <deque>
 #include <memory>

@@ -10,8 +10,8 @@
 #include <climits>
 #include <ctime>
 
-#include <csp/error.hpp>
 #include <csp/detail/spin_lock.hpp>
+#include <csp/error.hpp>
 #include <csp/runtime.hpp>
 
 #include "scheduler.hpp"

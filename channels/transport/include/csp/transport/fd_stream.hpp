@@ -35,8 +35,8 @@
 #include <string_view>
 #include <vector>
 
-#include <csp/detail/spin_budget.hpp>
 #include <csp/channel_impl.hpp>
+#include <csp/detail/spin_budget.hpp>
 #include <csp/transport/stream.hpp>
 
 namespace csp::transport_detail {
