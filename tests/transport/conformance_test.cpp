@@ -1062,8 +1062,8 @@ bool take(std::atomic<std::uint64_t>& word, const RecordingBorrower::Lent& l) {
   namespace lw = csp::detail::lend_word;
   std::uint64_t w = word.load();
   for (;;) {
-    if (lw::epoch(w) != l.epoch || lw::taken(w) != l.index || lw::fence(w) == lw::taken(w)) return false;
-    if (word.compare_exchange_weak(w, lw::make(lw::epoch(w), lw::fence(w), static_cast<std::uint16_t>(lw::taken(w) + 1))))
+    if (lw::epoch(w) != l.epoch || lw::taken(w) != l.index) return false;
+    if (word.compare_exchange_weak(w, lw::make(lw::epoch(w), static_cast<std::uint16_t>(lw::taken(w) + 1))))
       return true;
   }
 }

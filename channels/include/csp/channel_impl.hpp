@@ -43,8 +43,8 @@
 //   fit at the front of the ring.
 // - The borrower's shared word (lend_word) decides, by CAS, which lent
 //   values the remote consumed: the remote takes value `index` of `epoch`
-//   only while the word says so; revoking bumps the epoch and sets the
-//   fence to what was taken, so every value not taken by then comes back
+//   only while the word says so; revoking bumps the epoch, so every value
+//   not taken by then comes back
 //   (to the front of buffer_, in order) and can never be taken by the
 //   remote afterwards. Revoking needs no answer from the remote.
 // - Any other reader (a read, a poll, a blocked op, a reader joining)
@@ -176,22 +176,24 @@ class ChannelCore {
 
 /// The word a home channel and one remote reader share (in memory both
 /// map) to agree which lent values the remote consumed: bit 63 "hint
-/// wanted", epoch in bits 62..32, fence (values lent so far, mod 2^16) in
-/// 31..16, taken (values the remote consumed so far, mod 2^16) in 15..0.
-/// Only the home changes epoch and fence and sets the hint bit; only the
-/// remote changes taken, and each take clears the hint bit (the remote then
-/// sends a CONSUMED hint at once: the home has a writer or its lending
-/// executor waiting for room). Each change is a CAS on the whole word.
+/// wanted", epoch in bits 62..32, taken (values the remote consumed so
+/// far, mod 2^16) in 15..0; bits 31..16 are zero. Only the home changes
+/// the epoch and sets the hint bit; only the remote changes taken, and
+/// each take clears the hint bit (the remote then sends a CONSUMED hint at
+/// once: the home has a writer or its lending executor waiting for room).
+/// Each change is a CAS on the whole word. Lending itself does not write
+/// the word (the epoch and the index in each LEND frame say what may be
+/// taken), so while the remote takes and nobody at the home waits for
+/// room, the word's cache line stays with the remote.
 namespace lend_word {
 inline constexpr std::uint64_t kWantHint = std::uint64_t{1} << 63;
 inline constexpr std::uint32_t kMaxEpoch = 0x7FFFFFFF;
 inline std::uint32_t epoch(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32) & kMaxEpoch; }
-inline std::uint16_t fence(std::uint64_t w) noexcept { return static_cast<std::uint16_t>(w >> 16); }
 inline std::uint16_t taken(std::uint64_t w) noexcept { return static_cast<std::uint16_t>(w); }
 inline bool wants_hint(std::uint64_t w) noexcept { return (w & kWantHint) != 0; }
 /// A word without the hint bit.
-inline std::uint64_t make(std::uint32_t epoch, std::uint16_t fence, std::uint16_t taken) noexcept {
-  return (std::uint64_t{epoch & kMaxEpoch} << 32) | (std::uint64_t{fence} << 16) | taken;
+inline std::uint64_t make(std::uint32_t epoch, std::uint16_t taken) noexcept {
+  return (std::uint64_t{epoch & kMaxEpoch} << 32) | taken;
 }
 inline std::uint32_t next_epoch(std::uint32_t epoch) noexcept { return epoch >= kMaxEpoch ? 1 : epoch + 1; }
 /// Home: ends the current epoch; whatever was lent and not taken can no
@@ -200,7 +202,7 @@ inline std::uint64_t revoke(std::atomic<std::uint64_t>& word) noexcept {
   std::uint64_t w = word.load(std::memory_order_acquire);
   // SYNC POINT: pairs with the remote's CAS in take (RemoteChannel): the
   // first of the two wins, so a value is either taken or given back.
-  while (!word.compare_exchange_weak(w, make(next_epoch(epoch(w)), taken(w), taken(w)), std::memory_order_acq_rel,
+  while (!word.compare_exchange_weak(w, make(next_epoch(epoch(w)), taken(w)), std::memory_order_acq_rel,
                                      std::memory_order_acquire)) {
   }
   return w;
@@ -689,8 +691,10 @@ class InprocChannel final : public ChannelImpl<T> {
       revoke_locked(&wakes);
       return {LendResult::detached, b.lend_epoch_};
     }
-    take_consumed_locked(wakes);
     const std::size_t window = std::min(buffer_.capacity(), kMaxLent);
+    // The word is read only when the window is full: reading it takes its
+    // cache line from the remote, whose next take then waits for it.
+    if (lent_.size() >= window) take_consumed_locked(wakes);
     const std::size_t n = std::min(buffer_.size(), window > lent_.size() ? window - lent_.size() : 0);
     if (n == 0) {
       if (buffer_.empty() && retired(Side::writer)) return {LendResult::drained, lent_epoch_};
@@ -726,16 +730,6 @@ class InprocChannel final : public ChannelImpl<T> {
       throw;
     }
     outside_ += done;
-    // The fence moves before anything is sent: the remote may take what it receives.
-    std::uint64_t w = b.lend_word_->load(std::memory_order_acquire);
-    // SYNC POINT: pairs with the remote's CAS on taken (RemoteChannel take).
-    while (!b.lend_word_->compare_exchange_weak(
-        w,
-        lend_word::make(lend_word::epoch(w), static_cast<std::uint16_t>(lend_word::fence(w) + done),
-                        lend_word::taken(w)) |
-            (w & lend_word::kWantHint),
-        std::memory_order_acq_rel, std::memory_order_acquire)) {
-    }
     return {LendResult::lent, lent_epoch_};
   }
 

@@ -12,9 +12,10 @@
 //   it is done, so some caller always reads while replies are awaited.
 // - broken_ is set once and never cleared; every waiter is woken then.
 // - Unasked frames (LEND, LEND_END) go to push_sink_, called by the leader
-//   outside state_; pushes_ then grows (under state_), which answers the
-//   callers waiting in wait_push (push_after < pushes_). Such callers lead
-//   like any other, so a reader waiting for lent values reads the stream.
+//   outside state_; after the last of a run already buffered, pushes_
+//   grows (under state_), which answers the callers waiting in wait_push
+//   (push_after < pushes_). Such callers lead like any other, so a reader
+//   waiting for lent values reads the stream.
 // - The lend word pool (below) is separate: its own mutex, per OS process.
 #include <csp/transport/wire.hpp>
 
@@ -200,6 +201,12 @@ bool FrameReader::has_frame() const noexcept {
   if (have < csp::detail::frame_header_size) return false;
   const std::size_t length = csp::detail::frame_bytes::load_u32(buffer_.data() + begin_ + 8);
   return have >= csp::detail::frame_header_size + length;
+}
+
+bool FrameReader::has_push_frame() const noexcept {
+  if (!has_frame()) return false;
+  const auto kind = static_cast<FrameKind>(std::to_integer<std::uint8_t>(buffer_[begin_ + 2]));
+  return kind == FrameKind::lend || kind == FrameKind::lend_end;
 }
 
 FrameReader::Result FrameReader::next(ByteStream& stream, Deadline deadline, csp::detail::Frame& frame,
@@ -683,6 +690,11 @@ bool ClientCore::take_push(const FrameHeader& h, Payload& payload, Pending& me) 
                          " frame (this end never asked for lent values)");
   }  // else: the channel end is gone; what it was lent comes back at the home
   if (reader_.partial()) reader_.complete(*stream_);
+  // The rest of a batch already buffered goes to the sink first: the
+  // readers waiting for lent values then wake once per batch, not once per
+  // value (each wake-up of a reader that finds its queue empty costs a
+  // CONSUMED hint and a round of leading).
+  if (reader_.has_push_frame()) return false;
   std::vector<Waiter*> wake;
   bool mine = false;
   {

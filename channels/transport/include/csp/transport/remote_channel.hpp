@@ -314,13 +314,13 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
       std::uint64_t w = lend_word_->load(std::memory_order_acquire);
       for (;;) {
         if (lw::epoch(w) != front.epoch) break;  // revoked: it went back to the home
-        if (lw::taken(w) != front.index || lw::fence(w) == lw::taken(w))
+        if (lw::taken(w) != front.index)
           throw TransportError("csp: channel '" + this->name() + "': lent value " + std::to_string(front.index) +
                                " out of order (the home's word says taken " + std::to_string(lw::taken(w)) + ")");
         // SYNC POINT: pairs with the home's CAS in lend_word::revoke; the
         // first of the two decides whether this value is ours.
         if (lend_word_->compare_exchange_weak(
-                w, lw::make(lw::epoch(w), lw::fence(w), static_cast<std::uint16_t>(lw::taken(w) + 1)),
+                w, lw::make(lw::epoch(w), static_cast<std::uint16_t>(lw::taken(w) + 1)),
                 std::memory_order_acq_rel, std::memory_order_acquire)) {
           out.emplace(std::move(front.value));
           ahead_.pop_front();

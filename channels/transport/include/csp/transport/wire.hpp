@@ -68,11 +68,12 @@
 // Lent values are not gone from the channel:
 // - The lend word. Each os_process link has a 64-bit word in memory the
 //   parent and the child share (an anonymous shared mapping made before the
-//   fork, acquire_lend_word): epoch | fence | taken (channel_impl.hpp,
-//   lend_word). The home raises fence when it lends (before sending); the
-//   remote takes a received value (epoch e, index i) only by a CAS that
-//   finds epoch e, taken == i and fence != taken, and sets taken = i + 1.
-//   The home revokes by a CAS that bumps the epoch and sets fence = taken.
+//   fork, acquire_lend_word): epoch | taken (channel_impl.hpp, lend_word).
+//   The remote takes a received value (epoch e, index i) only by a CAS
+//   that finds epoch e and taken == i, and sets taken = i + 1. The home
+//   revokes by a CAS that bumps the epoch. Lending does not touch the word
+//   (a LEND is sent only after its value entered lent_, under the
+//   channel's lock, so a revoke always gives back whatever was not taken).
 //   Whichever CAS comes first decides, so every lent value is either taken
 //   by the remote (returned by its read) or given back to the home, never
 //   both: exactly once, even when the child is killed (SIGKILL) at any
@@ -240,6 +241,9 @@ class FrameReader {
   [[nodiscard]] bool partial() const noexcept { return partial_ != 0; }
   /// True if next() would return a whole frame without reading the stream.
   [[nodiscard]] bool has_frame() const noexcept;
+  /// True if next() would return a whole LEND or LEND_END frame without
+  /// reading the stream (the kind byte unchecked: next() validates it).
+  [[nodiscard]] bool has_push_frame() const noexcept;
   /// Buffers the rest of a partial frame; returns its whole payload.
   std::span<const std::byte> complete(ByteStream& stream);
   /// Buffers at least the first `n` payload bytes of a partial frame.
