@@ -20,7 +20,7 @@
 #include <csp/csp.hpp>
 #include <csp/transport/fd_stream.hpp>
 #include <cstdint>
-#include <numeric>
+#include <cstring>
 #include <vector>
 
 #include "transport_test_util.hpp"
@@ -155,35 +155,149 @@ TEST_P(FdSpin, PeerDeathDuringTheSpinIsSeen) {
   EXPECT_EQ(join(), 100 + SIGKILL);
 }
 
+// FNV-1a over bytes in stream order: a lost, repeated or reordered byte
+// changes it (a plain sum would not see a reordering).
+std::uint64_t fnv1a(std::uint64_t h, const unsigned char* p, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+constexpr std::uint64_t kFnvBasis = 0xcbf29ce484222325ull;
+
 TEST_P(FdSpin, WriteThatWouldBlockSpinsUntilThePeerReads) {
-  // More than any pipe or socket buffer holds, so the write spins while the
-  // child drains it; the child sends back the sum of what it read.
+  // More than any pipe or socket buffer holds, so the first write(2) takes
+  // only part of it and the rest spins while the child drains it; the
+  // child sends back a hash of what it read, in order.
   constexpr std::size_t kBytes = 16u << 20;
   auto s = fork_with([&](ByteStream& c) {
     std::vector<unsigned char> buf(1 << 16);
-    std::uint64_t sum = 0;
+    std::uint64_t hash = kFnvBasis;
     for (std::size_t got = 0; got < kBytes;) {
       auto r = c.read_some(buf.data(), std::min(buf.size(), kBytes - got), csp::detail::forever);
       if (!r || *r == 0) throw std::runtime_error("short stream");
-      sum = std::accumulate(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*r), sum);
+      hash = fnv1a(hash, buf.data(), *r);
       got += *r;
     }
-    c.write_all(&sum, sizeof sum);
+    c.write_all(&hash, sizeof hash);
   });
   ASSERT_TRUE(s);
   std::vector<unsigned char> data(kBytes);
-  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>(i * 7 + (i >> 12));
+  std::uint32_t x = 2463534242u;  // xorshift32: no period a shifted copy could hide in
+  for (auto& b : data) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    b = static_cast<unsigned char>(x);
+  }
   const auto t0 = std::chrono::steady_clock::now();
   s->write_all(data.data(), data.size());
   EXPECT_LT(since(t0), kLongSpin / 2);
-  std::uint64_t sum = 0;
+  std::uint64_t hash = 0;
   std::size_t have = 0;
-  while (have < sizeof sum) {
-    auto r = s->read_some(reinterpret_cast<char*>(&sum) + have, sizeof sum - have, csp::detail::forever);
+  while (have < sizeof hash) {
+    auto r = s->read_some(reinterpret_cast<char*>(&hash) + have, sizeof hash - have, csp::detail::forever);
     ASSERT_TRUE(r && *r > 0);
     have += *r;
   }
-  EXPECT_EQ(sum, std::accumulate(data.begin(), data.end(), std::uint64_t{0}));
+  EXPECT_EQ(hash, fnv1a(kFnvBasis, data.data(), data.size()));
+  EXPECT_EQ(join(), 0);
+}
+
+TEST_P(FdSpin, ManySmallWritesArriveInOrderAndOnce) {
+  // Frame-sized writes (each one write(2) when the fd has room) from the
+  // child while this side reads in large chunks: every record arrives once,
+  // in order, whatever the split of the reads.
+  constexpr std::uint32_t kRecords = 200000;
+  auto s = fork_with([&](ByteStream& c) {
+    for (std::uint32_t i = 0; i < kRecords; ++i) {
+      std::uint32_t rec[3] = {i, ~i, i * 2654435761u};
+      c.write_all(rec, sizeof rec);
+    }
+  });
+  ASSERT_TRUE(s);
+  std::vector<std::uint32_t> buf(1 << 14);
+  std::uint32_t next = 0;
+  std::size_t have = 0;  // bytes in buf
+  while (next < kRecords) {
+    auto r = s->read_some(reinterpret_cast<char*>(buf.data()) + have, buf.size() * 4 - have, csp::detail::forever);
+    ASSERT_TRUE(r && *r > 0) << "stream ended at record " << next;
+    have += *r;
+    std::size_t i = 0;
+    for (; (have - i * 4) >= 12; i += 3, ++next) {
+      ASSERT_EQ(buf[i], next);
+      ASSERT_EQ(buf[i + 1], ~next);
+      ASSERT_EQ(buf[i + 2], next * 2654435761u);
+    }
+    std::memmove(buf.data(), buf.data() + i, have - i * 4);
+    have -= i * 4;
+  }
+  char extra;
+  auto r = s->read_some(&extra, 1, csp::detail::forever);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(*r, 0u);  // nothing repeated after the last record
+  EXPECT_EQ(join(), 0);
+}
+
+TEST_P(FdSpin, WriteToAFullFdWaitsAndKeepsOrder) {
+  // The fd is filled to the brim behind the stream's back, so the frame
+  // written next finds it full (write(2) refused); it must wait, then go
+  // out once, after the filler. The child starts draining only when told
+  // (a pipe made before the fork), right before that write.
+  int go[2];
+  ASSERT_EQ(::pipe(go), 0);
+  auto s = fork_with([&](ByteStream& c) {
+    ::close(go[1]);
+    char g;
+    if (::read(go[0], &g, 1) != 1) throw std::runtime_error("no go");
+    // The stream must be 'f'... 'X' u64, the u64 counting the 'f's.
+    std::uint64_t fill = 0, said = 0;
+    std::size_t tail = 0;  // bytes of 'X' u64 seen
+    bool well_formed = true;
+    std::vector<char> buf(1 << 16);
+    while (tail < 9) {
+      auto r = c.read_some(buf.data(), buf.size(), csp::detail::forever);
+      if (!r || *r == 0) throw std::runtime_error("short stream");
+      for (std::size_t i = 0; i < *r; ++i) {
+        if (tail == 0 && buf[i] == 'f') {
+          ++fill;
+        } else if (tail == 0) {
+          well_formed = well_formed && buf[i] == 'X';
+          tail = 1;
+        } else if (tail < 9) {
+          said |= std::uint64_t{static_cast<unsigned char>(buf[i])} << (8 * (tail - 1));
+          ++tail;
+        } else {
+          well_formed = false;  // a byte after the frame: something was sent twice
+        }
+      }
+    }
+    const std::uint64_t ok = well_formed && said == fill;
+    c.write_all(&ok, sizeof ok);
+  });
+  ::close(go[0]);
+  ASSERT_TRUE(s);
+  const int fd = s->fds().back();  // the write end
+  std::vector<char> filler(4096, 'f');
+  std::uint64_t filled = 0;
+  for (;;) {
+    const ssize_t w = ::write(fd, filler.data(), filler.size());
+    if (w < 0 && errno == EAGAIN) break;
+    ASSERT_GT(w, 0);
+    filled += static_cast<std::uint64_t>(w);
+  }
+  char frame[9] = {'X'};
+  for (int i = 0; i < 8; ++i) frame[1 + i] = static_cast<char>(filled >> (8 * i));
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  ::close(go[1]);
+  const auto t0 = std::chrono::steady_clock::now();
+  s->write_all(frame, sizeof frame);
+  EXPECT_LT(since(t0), kLongSpin / 2);
+  std::uint64_t ok = 0;
+  for (std::size_t have = 0; have < sizeof ok;) {
+    auto r = s->read_some(reinterpret_cast<char*>(&ok) + have, sizeof ok - have, csp::detail::forever);
+    ASSERT_TRUE(r && *r > 0);
+    have += *r;
+  }
+  EXPECT_EQ(ok, 1u) << filled << " filler bytes";
   EXPECT_EQ(join(), 0);
 }
 

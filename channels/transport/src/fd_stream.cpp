@@ -380,17 +380,38 @@ void FdStream::fail(const char* op, int error) const {
 }
 
 void FdStream::write_all(const void* data, std::size_t n) {
+  // Most frames go in one write(2) of one buffer: try that before setting
+  // up the gathered loop, which finishes a partial or refused write.
+  bool refused = false;
+  if (write_fd_ >= 0 && n != 0) {
+    const ssize_t w = ::write(write_fd_, data, n);
+    if (w == static_cast<ssize_t>(n)) return;
+    if (w > 0) {
+      data = static_cast<const char*>(data) + w;
+      n -= static_cast<std::size_t>(w);
+    } else if (w < 0 && errno == EAGAIN) {
+      refused = true;
+    } else if (w < 0 && errno != EINTR) {
+      fail("write", errno);
+    }
+  }
   ConstBuffer part{data, n};
-  write_all_v(&part, 1);
+  write_gathered(&part, 1, refused);
 }
 
-void FdStream::write_all_v(const ConstBuffer* parts, std::size_t count) {
+void FdStream::write_all_v(const ConstBuffer* parts, std::size_t count) { write_gathered(parts, count, false); }
+
+void FdStream::write_gathered(const ConstBuffer* parts, std::size_t count, bool refused) {
   if (write_fd_ < 0) throw TransportError("csp: " + description_ + ": write on a closed stream");
   constexpr std::size_t kMaxParts = 8;
   iovec iov[kMaxParts];
   std::size_t done = 0;  // parts fully written
   std::size_t offset = 0;  // bytes of parts[done] already written
   std::optional<Wait> wait;  // made when a write would block
+  if (refused) {  // the caller's write(2) would have blocked: wait before the next
+    wait.emplace(write_spin_, csp::detail::forever);
+    wait->again(write_fd_, EPOLLOUT, "write");
+  }
   while (done < count) {
     std::size_t n = 0;
     for (std::size_t i = done; i < count && n < kMaxParts; ++i) {

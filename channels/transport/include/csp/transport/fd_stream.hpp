@@ -97,6 +97,9 @@ class FdStream final : public ByteStream {
   class Wait;
 
   [[noreturn]] void fail(const char* op, int error) const;
+  /// Writes `parts` in order with writev(2), waiting while the fd is full;
+  /// `refused`: the caller's own write(2) just found it full (wait first).
+  void write_gathered(const ConstBuffer* parts, std::size_t count, bool refused);
 
   int read_fd_ = -1;          // read end; -1 once closed
   int write_fd_ = -1;         // write end (a dup for sockets); -1 once closed
