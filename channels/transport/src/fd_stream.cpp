@@ -535,6 +535,13 @@ std::unique_ptr<ForkLink> make_pipe_link() {
     throw_system_error("csp: pipe");
   }
   // Larger pipes let a big message go in one write; failure is harmless.
+  // Transfers are as large as the callers ask. A pipe recycles at most two
+  // freed pages, so a raw 4 KiB write/read ping-pong never allocates one,
+  // while a batch of frames allocates (and memcg-charges) a page per 4 KiB
+  // and its reader frees them; capping reads and writes at 8 KiB to get the
+  // recycling back cost more in system calls than it saved (csp-bench-like
+  // 4 KiB stream, read-ahead batches: 500 k -> 308 k msg/s; reads alone
+  // 335 k).
   for (int fd : {down[1], up[1]}) (void)::fcntl(fd, F_SETPIPE_SZ, 1 << 20);
   return std::make_unique<FdForkLink>(up[0], down[1], down[0], up[1], "pipe");
 }
