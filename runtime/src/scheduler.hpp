@@ -42,6 +42,7 @@
 #include <vector>
 
 #include <csp/detail/spin_budget.hpp>
+#include <csp/detail/settle.hpp>
 #include <csp/detail/spawn.hpp>
 #include <csp/detail/spin_lock.hpp>
 #include <csp/detail/wait.hpp>
@@ -99,6 +100,7 @@ class Task final : public Parker {
   Stack stack_;                          // its stack (canary checked at switches)
   enum class Switch : std::uint8_t { park, yield, die } switching_ = Switch::park;
   bool self_notified_ = false;           // unparked by itself while parking (owner only)
+  UnsettledWrites unsettled_;            // its pipelined writes not yet settled (owner only; settle.cpp)
 #if defined(CSP_ASAN)
   void* asan_fake_stack_ = nullptr;
 #endif

@@ -549,8 +549,9 @@ bool ClientCore::lead(Pending& me, OnReply on_reply, Deadline deadline) {
       bool pipelined;
       {
         std::lock_guard lock(state_);
-        pipelined = piped_answered_ < piped_sent_ && h.kind == FrameKind::write_ack &&
-                    ((h.flags & kAckBatch) || h.sequence == piped_seq_[piped_answered_ % kMaxPipelined]);
+        const std::uint64_t answered = piped_answered_.load(std::memory_order_relaxed);
+        pipelined = answered < piped_sent_ && h.kind == FrameKind::write_ack &&
+                    ((h.flags & kAckBatch) || h.sequence == piped_seq_[answered % kMaxPipelined]);
       }
       if (pipelined) {
         std::span<const std::byte> bytes = frame.payload;
@@ -633,12 +634,12 @@ bool ClientCore::take_pipelined_answer(const FrameHeader& h, std::span<const std
   bool mine = false;
   {
     std::lock_guard lock(state_);
-    if (count == 0 || count > piped_sent_ - piped_answered_ ||
-        h.sequence != piped_seq_[(piped_answered_ + count - 1) % kMaxPipelined])
+    const std::uint64_t answered = piped_answered_.load(std::memory_order_relaxed);
+    if (count == 0 || count > piped_sent_ - answered ||
+        h.sequence != piped_seq_[(answered + count - 1) % kMaxPipelined])
       throw TransportError("csp: " + peer_ + ": a WRITE_ACK answers " + std::to_string(count) +
                            " pipelined writes that were not sent (sequence " + std::to_string(h.sequence) + ")");
-    piped_answered_ += count;
-    piped_reserved_ -= static_cast<unsigned>(count);
+    piped_answered_.store(answered + count, std::memory_order_relaxed);
     if (status != Status::ok && piped_failure_.load(std::memory_order_relaxed) == Status::ok) {
       piped_message_ = std::move(message);
       piped_failure_.store(status == Status::timeout ? Status::error : status, std::memory_order_release);
@@ -716,39 +717,39 @@ void ClientCore::wait_answered(std::uint64_t ticket) {
 
 std::uint64_t ClientCore::send_pipelined(Build build, unsigned window) {
   window = std::clamp(window, 1u, kMaxPipelined);
-  for (;;) {
-    std::uint64_t target;
-    {
-      std::lock_guard lock(state_);
-      if (!broken_.empty()) throw TransportError(broken_);
-      if (piped_reserved_ < window) {
-        ++piped_reserved_;
-        break;
-      }
-      target = piped_answered_ + 1;  // room once the oldest is answered
-    }
-    wait_answered(target);
-  }
-  // The sequence joins the ring under the send lock, so the ring's order is
-  // the stream's order and so the order of the answers.
   send_mutex_.lock();
+  // piped_sent_ changes only under send_mutex_ (held) and answers only
+  // raise piped_answered_, so room seen here is still there when we send.
+  for (;;) {
+    const std::uint64_t answered = piped_answered_.load(std::memory_order_relaxed);
+    if (piped_sent_ - answered < window) break;
+    const std::uint64_t target = piped_sent_ - window + 1;  // room once this one is answered
+    send_mutex_.unlock();
+    wait_answered(target);  // throws TransportError once broken
+    send_mutex_.lock();
+  }
   const std::uint32_t seq = next_sequence();
   OutFrame frame{out_};
   try {
     out_.clear();
-    build(frame, seq);
+    build(frame, seq);  // may throw (a value over the frame limit): nothing was sent
   } catch (...) {
     send_mutex_.unlock();
-    std::lock_guard lock(state_);
-    --piped_reserved_;
     throw;
   }
+  // The sequence joins the ring under the send lock, so the ring's order is
+  // the stream's order and so the order of the answers.
   std::uint64_t ticket;
-  {
-    std::lock_guard lock(state_);
-    ticket = ++piped_sent_;
-    piped_seq_[(ticket - 1) % kMaxPipelined] = seq;
+  state_.lock();
+  if (!broken_.empty()) {
+    std::string why = broken_;
+    state_.unlock();
+    send_mutex_.unlock();
+    throw TransportError(why);
   }
+  ticket = ++piped_sent_;
+  piped_seq_[(ticket - 1) % kMaxPipelined] = seq;
+  state_.unlock();
   write_built_locked(frame);
   send_mutex_.unlock();
   return ticket;

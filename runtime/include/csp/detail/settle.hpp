@@ -13,11 +13,15 @@
 //
 // Invariant: a context (coroutine or thread) has unsettled writes on at
 // most one channel, because any operation on another channel settles them
-// first. The registry maps contexts to that channel; `g_unsettled_contexts`
-// counts its entries, so the check on every operation is one relaxed load.
-// A context only reads the count for its own entry, which it wrote itself
-// (a coroutine that moved to another thread did so through a
-// synchronising hand-off), so a relaxed load sees it.
+// first. Each context keeps them in its own UnsettledWrites (a coroutine's
+// in its Task, a thread's in a thread_local), touched by that context only,
+// so a stream of pipelined writes on one channel costs no lock and no
+// atomic read-modify-write per write (one would wait for the previous
+// write's bytes to reach the peer's cache). `g_unsettled_contexts` counts
+// the contexts whose record is not empty, so the check on every operation
+// is one relaxed load. A context only reads the count for its own change,
+// which it made itself (a coroutine that moved to another thread did so
+// through a synchronising hand-off), so a relaxed load sees it.
 #pragma once
 
 #include <atomic>
@@ -40,6 +44,19 @@ class Settleable {
 
 extern std::atomic<std::size_t> g_unsettled_contexts;
 
+/// One context's unsettled writes (empty: none). Only that context touches it.
+struct UnsettledWrites {
+  std::shared_ptr<Settleable> on;  // their connection, kept alive until settled; null: none
+  std::uint64_t ticket = 0;        // settle up to this ticket
+  UnsettledWrites() = default;
+  UnsettledWrites(const UnsettledWrites&) = delete;
+  UnsettledWrites& operator=(const UnsettledWrites&) = delete;
+  /// A context that ends unsettled (it threw first) stops being counted.
+  ~UnsettledWrites() {
+    if (on) g_unsettled_contexts.fetch_sub(1, std::memory_order_relaxed);
+  }
+};
+
 /// Settles the calling context's pipelined writes unless they are on `keep`.
 void settle_writes_slow(const Settleable* keep);
 
@@ -51,6 +68,7 @@ inline void settle_writes(const Settleable* keep = nullptr) {
 
 /// Records that the calling context has pipelined writes on `on`, up to
 /// `ticket` (after settle_writes(on.get()) made sure it has none elsewhere).
-void note_unsettled(std::shared_ptr<Settleable> on, std::uint64_t ticket);
+/// Copies `on` only when the context had none unsettled.
+void note_unsettled(const std::shared_ptr<Settleable>& on, std::uint64_t ticket);
 
 }  // namespace csp::detail

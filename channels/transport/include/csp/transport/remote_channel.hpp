@@ -52,7 +52,7 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
   /// then every read is a round trip.
   RemoteChannel(std::string name, std::shared_ptr<ClientCore> core, std::array<std::size_t, 2> members = {0, 0},
                 std::atomic<std::uint64_t>* lend_word = nullptr)
-      : csp::detail::ChannelImpl<T>(std::move(name)), core_(std::move(core)), members_(members),
+      : csp::detail::ChannelImpl<T>(std::move(name)), core_(std::move(core)), settle_on_(core_), members_(members),
         lend_word_(lend_word) {
     core_->set_channel_name(this->name());
     if (lend_word_) core_->set_push_sink(this);
@@ -147,7 +147,7 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
       if (!core_->broken()) throw;  // the value could not be encoded: nothing was sent
       lost(e.what());
     }
-    csp::detail::note_unsettled(core_, ticket);
+    csp::detail::note_unsettled(settle_on_, ticket);
   }
   [[nodiscard]] const csp::detail::Settleable* pipeline() const noexcept override { return core_.get(); }
 
@@ -363,6 +363,7 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
   }
 
   std::shared_ptr<ClientCore> core_;      // the connection to the home
+  const std::shared_ptr<csp::detail::Settleable> settle_on_;  // core_ as what settles: no conversion per write
   ParkingMutex membership_;               // orders join/leave requests; guards members_
   std::array<std::size_t, 2> members_;    // ends of this process per side [reader, writer]
   std::atomic<bool> poisoned_{false};     // known poisoned (by a reply, poison() or a lost home)

@@ -11,6 +11,13 @@
 // such operation. So a blocked remote read never stops the reader from
 // seeing a POISON that should wake it.
 //
+// Pipelined WRITEs (wire.hpp) cost per batch, not per value, where they
+// can: the reader decodes those it has read in one go (batch_), buffers as
+// many as fit under one channel lock (buffer_now), and answers ok ones with
+// one batched WRITE_ACK per kMaxPipelined / 4 (and before it may wait); a
+// write that cannot complete at once goes to the draining executor, which
+// answers in batches too. Any other request performs the batch first.
+//
 // Lingering polls: alternation polls a remote channel (try_now), so two
 // remote selects on the two sides of an unbuffered channel would poll
 // forever without meeting. When a read poll finds nothing and a remote
@@ -183,7 +190,10 @@ class ChannelServer final : private csp::detail::Borrower<T> {
 
   Outcome loop(FrameReader& in, csp::detail::Frame& frame) {
     for (;;) {
-      if (acks_owed_ != 0 && !in.has_frame()) send_owed_acks();  // before the reader may wait
+      if (!in.has_frame()) {  // before the reader may wait
+        perform_batch();
+        if (acks_owed_ != 0) send_owed_acks();
+      }
       auto r = in.next(*stream_, csp::detail::forever, frame, /*streaming=*/true);
       if (r == FrameReader::Result::eof) {
         end_reason_ = "csp: " + options_.peer + " closed the connection without CLOSE";
@@ -193,25 +203,31 @@ class ChannelServer final : private csp::detail::Borrower<T> {
       if (in.partial() && h.kind != FrameKind::write)
         throw TransportError("csp: " + options_.peer + " sent an oversized " +
                              std::string(csp::detail::frame_kind_name(h.kind)) + " frame");
+      const bool pipelined = h.kind == FrameKind::write && (h.flags & kWritePipelined);
+      if (!pipelined) perform_batch();  // requests are performed in the order they came
       switch (h.kind) {
         case FrameKind::write: {
           Payload payload(in, *stream_, frame.payload, h.length);
-          Job job;
-          job.kind = FrameKind::write;
-          job.seq = h.sequence;
           ByteReader prefix(payload.head(8));
           const std::uint64_t timeout = prefix.get_u64();
-          job.deadline = decode_timeout(timeout);
+          if (pipelined && timeout != kTimeoutForever)
+            throw TransportError("csp: " + options_.peer + ": a pipelined WRITE with a timeout");
+          std::optional<T> value;
           try {
-            job.value.emplace(decode_payload<T>(payload, 8));
+            if (pipelined) batch_.push_back(decode_payload<T>(payload, 8));
+            else value.emplace(decode_payload<T>(payload, 8));
           } catch (const TransportError& e) {
             throw TransportError("csp: " + options_.peer + ": bad WRITE: " + e.what());
           }
-          if (h.flags & kWritePipelined) {
-            if (timeout != kTimeoutForever)
-              throw TransportError("csp: " + options_.peer + ": a pipelined WRITE with a timeout");
-            start_pipelined(std::move(job));
+          if (pipelined) {
+            batch_seq_[batch_.size() - 1] = h.sequence;
+            if (batch_.size() == kMaxPipelined) perform_batch();
           } else {
+            Job job;
+            job.kind = FrameKind::write;
+            job.seq = h.sequence;
+            job.deadline = decode_timeout(timeout);
+            job.value = std::move(value);
             start(std::move(job), timeout == 0);
           }
           break;
@@ -299,6 +315,39 @@ class ChannelServer final : private csp::detail::Borrower<T> {
     dispatch(std::move(job));
   }
 
+  /// Performs the batch of pipelined WRITEs decoded so far, in order: as
+  /// many as the home buffers at once under one lock (answered in batches,
+  /// as start_pipelined's), the first that cannot go at once, and all after
+  /// it, through start_pipelined.
+  void perform_batch() {
+    const std::size_t n = batch_.size();
+    std::size_t i = 0;
+    while (i < n) {
+      pool_lock_.lock();
+      const bool draining = piped_busy_;  // then everything queues behind the drain
+      pool_lock_.unlock();
+      if (!draining) {
+        const std::size_t done = home_->buffer_now(batch_.data() + i, n - i);
+        if (done != 0) {
+          i += done;
+          acks_owed_ += done;
+          acks_owed_seq_ = batch_seq_[i - 1];
+          if (acks_owed_ >= kMaxPipelined / 4) send_owed_acks();
+          if (i == n) break;
+        }
+      }
+      // One at a time: it may hand off to a waiting reader, or start the drain.
+      Job job;
+      job.kind = FrameKind::write;
+      job.seq = batch_seq_[i];
+      job.deadline = csp::detail::forever;
+      job.value.emplace(std::move(batch_[i]));
+      ++i;
+      start_pipelined(std::move(job));
+    }
+    batch_.clear();
+  }
+
   /// A pipelined WRITE: performed after those before it, at once if it can
   /// (nothing queued and room or a reader now), else queued for a draining
   /// executor, which performs the queue in order with no deadline.
@@ -343,19 +392,38 @@ class ChannelServer final : private csp::detail::Borrower<T> {
   /// Answers the pipelined writes performed at once but not answered yet.
   void send_owed_acks() {
     if (acks_owed_ == 0) return;
-    const std::uint64_t count = std::exchange(acks_owed_, 0);
+    send_ack_batch(std::exchange(acks_owed_, 0), acks_owed_seq_);
+  }
+
+  /// One WRITE_ACK answering ok the `count` oldest unanswered pipelined
+  /// writes, the last of which is `last_seq` (wire.hpp).
+  void send_ack_batch(std::uint64_t count, std::uint32_t last_seq) {
     try {
-      send([&](OutFrame& f) { build_frame(f, FrameKind::write_ack, acks_owed_seq_, kAckBatch, &count); });
+      send([&](OutFrame& f) { build_frame(f, FrameKind::write_ack, last_seq, kAckBatch, &count); });
     } catch (const TransportError&) {
       // The remote is gone; the reader sees the broken stream and cleans up.
     }
   }
 
   /// Performs queued pipelined writes in order until the queue is empty.
+  /// Writes that succeed are answered in batches, as the reader's are; the
+  /// batch goes out before the drain waits (a write that must wait for
+  /// room), before a failure's answer, and before the drain ends, so answers
+  /// keep the writes' order and none waits on a blocked write.
   void drain_pipelined() {
+    std::uint64_t owed = 0;     // writes performed, not answered yet
+    std::uint32_t owed_seq = 0;  // the sequence of the last of them
+    auto flush = [&] {
+      if (owed != 0) send_ack_batch(std::exchange(owed, 0), owed_seq);
+    };
     for (;;) {
       pool_lock_.lock();
       if (piped_queue_.empty()) {
+        if (owed != 0) {  // answered before the reader may answer newer writes itself
+          pool_lock_.unlock();
+          flush();
+          continue;
+        }
         piped_busy_ = false;
         pool_lock_.unlock();
         return;
@@ -367,12 +435,21 @@ class ChannelServer final : private csp::detail::Borrower<T> {
       Status status = Status::timeout;
       std::optional<T> got;
       std::string error;
-      if (!attempt(job, job.deadline, status, got, error)) status = Status::timeout;
+      if (!attempt(job, csp::detail::Clock::now(), status, got, error)) {
+        flush();  // the remote may be waiting for these to send more
+        if (!attempt(job, job.deadline, status, got, error)) status = Status::timeout;
+      }
       // Inactive before the answer (a CLOSE may follow it at once), but
       // still draining: a newer write must not be answered before this one.
       pool_lock_.lock();
       piped_active_ = false;
       pool_lock_.unlock();
+      if (status == Status::ok) {
+        owed_seq = job.seq;
+        if (++owed >= kMaxPipelined / 4) flush();
+        continue;
+      }
+      flush();
       reply(job, status, got, error);
     }
   }
@@ -621,6 +698,13 @@ class ChannelServer final : private csp::detail::Borrower<T> {
   }
 
   void finish(Outcome outcome) {
+    // Pipelined writes read before the end are performed, as if each had
+    // been performed when it came (their answers cannot be sent any more).
+    try {
+      perform_batch();
+    } catch (const TransportError&) {
+      batch_.clear();  // (a value was only ever moved from on success)
+    }
     // What the remote did not take comes back (exactly: the lend word
     // says what it took), and we never lend again; the lending executor wakes.
     if (this->lend_word_) home_->lend_revoke(*this, true);
@@ -718,6 +802,8 @@ class ChannelServer final : private csp::detail::Borrower<T> {
   std::size_t busy_ = 0;                  // executors performing an operation
   bool stopping_ = false;                 // no executor parks again
   std::deque<Job> piped_queue_;           // pipelined writes waiting their turn (at most kMaxPipelined)
+  std::vector<T> batch_;                  // pipelined WRITE values read, not performed yet (reader only)
+  std::uint32_t batch_seq_[kMaxPipelined] = {};  // their sequences (reader only)
   std::uint64_t acks_owed_ = 0;           // pipelined writes done by the reader, not answered yet (reader only)
   std::uint32_t acks_owed_seq_ = 0;       // the sequence of the last of them
   bool piped_busy_ = false;               // an executor drains piped_queue_ (then new ones queue)

@@ -441,7 +441,7 @@ class ClientCore final : public csp::detail::Settleable {
   void wait_answered(std::uint64_t ticket);
   /// Under state_: a pending that waits for pipelined answers got them.
   [[nodiscard]] bool answered_locked(const Pending& p) const noexcept {
-    return (p.ticket != 0 && piped_answered_ >= p.ticket) ||
+    return (p.ticket != 0 && piped_answered_.load(std::memory_order_relaxed) >= p.ticket) ||
            pushes_.load(std::memory_order_relaxed) > p.push_after;
   }
   /// True for a caller that waits for a reply (not for pipelined answers or pushes).
@@ -477,9 +477,12 @@ class ClientCore final : public csp::detail::Settleable {
   // Pipelined requests (guarded by state_): tickets count them from 1;
   // those in (piped_answered_, piped_sent_] await answers, which come in
   // ticket order; ticket t went out as sequence piped_seq_[(t - 1) % kMaxPipelined].
+  // piped_sent_ changes under send_mutex_ and state_ both, so a sender
+  // (holding send_mutex_) reads it without state_; piped_answered_ changes
+  // under state_ and is atomic so that a sender can check its window
+  // without state_ (answers only raise it: room once seen stays).
   std::uint64_t piped_sent_ = 0;
-  std::uint64_t piped_answered_ = 0;
-  unsigned piped_reserved_ = 0;           // unanswered + being sent (at most the window)
+  std::atomic<std::uint64_t> piped_answered_{0};
   std::uint32_t piped_seq_[kMaxPipelined] = {};
   std::atomic<Status> piped_failure_{Status::ok};  // first failed answer; its message below
   std::string piped_message_;             // guarded by state_
