@@ -8,11 +8,13 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <new>
 #include <csp/csp.hpp>
 #include <numeric>
 #include <set>
@@ -269,6 +271,89 @@ TEST_P(Conformance, PipelinedWritesLandBeforeTheProcessEnds) {
     }
   };
   csp::Parallel(csp::os_process(child, ch.writer(), go.writer()), csp::process(parent, ch.reader(), go.reader()));
+}
+
+// Batches of pipelined writes (the home buffers those of one read under one
+// lock, the drain performs the rest) against a small buffer that fills in
+// the middle of a batch: every value once, in order per writer, and
+// back-pressure holds: a child's returned writes never run ahead of what the
+// reader took by more than the buffer plus its window of unanswered writes.
+TEST_P(Conformance, PipelinedBatchesKeepOrderAndBackPressure) {
+  constexpr int kCapacity = 8, kWindow = 8;  // the window is min(capacity, kMaxPipelined)
+  constexpr int kWriters = 2, kPerWriter = 20000;
+  // Each child's count of returned writes, in memory the children share
+  // (mapped before they fork).
+  void* shared = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(shared, MAP_FAILED);
+  auto* written = static_cast<std::atomic<int>*>(shared);
+  for (int k = 0; k < kWriters; ++k) new (&written[k]) std::atomic<int>(0);
+  csp::Channel<int> ch{csp::buffer(kCapacity)};
+  std::vector<csp::Process<void>> writers;
+  for (int k = 0; k < kWriters; ++k)
+    writers.push_back(csp::os_process(
+        [written](csp::Writer<int> out, int k) {
+          for (int i = 0; i < kPerWriter; ++i) {
+            out.write(k * kPerWriter + i);
+            written[k].store(i + 1, std::memory_order_release);
+          }
+        },
+        ch.writer(), k));
+  auto reader = [written](csp::Reader<int> in) {
+    // Let the first writer fill the buffer and its window before reading,
+    // so batches meet a full buffer (a timeout only guards against a hang).
+    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    while (written[0].load(std::memory_order_acquire) < kCapacity + 1 && std::chrono::steady_clock::now() < give_up)
+      csp::yield();
+    std::vector<int> next(kWriters, 0);
+    int n = 0;
+    for (int v : in) {
+      const int k = v / kPerWriter;
+      EXPECT_EQ(v % kPerWriter, next[k]) << "writer " << k;
+      next[k] = v % kPerWriter + 1;
+      ++n;
+      for (int j = 0; j < kWriters; ++j)
+        EXPECT_LE(written[j].load(std::memory_order_acquire), next[j] + kCapacity + kWindow) << "writer " << j;
+    }
+    return n;
+  };
+  auto [unused, n] = csp::Parallel(std::move(writers), csp::process(reader, ch.reader()));
+  (void)unused;
+  EXPECT_EQ(n, kWriters * kPerWriter);
+  ::munmap(shared, 4096);
+}
+
+// A child killed while its pipelined writes are on their way (some read by
+// the home, some being performed, some queued behind a full buffer): the
+// parent reads an in-order prefix of them, each once, then ChannelPoisoned;
+// nothing hangs and the child is reported killed.
+TEST_P(Conformance, APipeliningChildKilledMidBatchFailsCleanly) {
+  constexpr int kValues = 5000;
+  csp::Channel<int> ch{csp::buffer(16)};
+  auto child = [](csp::Writer<int> out) {
+    for (int i = 0; i < kValues; ++i) out.write(i);
+    ::kill(::getpid(), SIGKILL);
+  };
+  int read = 0;  // values the parent read before the poison
+  auto reader = [&read](csp::Reader<int> in) {
+    try {
+      for (;; ++read) {
+        const int v = in.read();
+        if (v != read) {
+          ADD_FAILURE() << "read " << v << ", expected " << read;
+          return;
+        }
+      }
+    } catch (const csp::ChannelPoisoned&) {
+    }
+  };
+  std::string failure;
+  try {
+    csp::Parallel(csp::os_process(child, ch.writer()), csp::process(reader, ch.reader()));
+  } catch (const csp::ProcessFailed& e) {
+    failure = e.what();
+  }
+  EXPECT_NE(failure.find("signal"), std::string::npos) << failure;
+  EXPECT_LE(read, kValues);
 }
 
 // Readers retiring fails pipelined writers too: a later write (or the end of

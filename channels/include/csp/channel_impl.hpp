@@ -271,12 +271,13 @@ class ChannelImpl : public ChannelCore {
   /// pipeline it: return before the home took the value, leaving it
   /// unsettled for the caller (csp/detail/settle.hpp).
   virtual void write(T& value) { write_until(value, forever); }
-  /// Buffers values[0, n) in order, as far as each would be buffered at
-  /// once by write_until(value, now) without waking anyone (room, nobody
-  /// waiting, not poisoned or retired); returns how many went, moved from,
-  /// and leaves the rest untouched. Used by a home server for the pipelined
-  /// writes of one read (one lock for the batch). 0: not supported here.
-  virtual std::size_t buffer_now(T* /*values*/, std::size_t /*n*/) { return 0; }
+  /// Buffers *values[0], ..., *values[n - 1] (all engaged) in order, as
+  /// far as each would be buffered at once by write_until(value, now)
+  /// without waking anyone (room, nobody waiting, not poisoned or retired);
+  /// returns how many went (moved from) and leaves the rest untouched. For
+  /// a home server's pipelined writes of one read: one lock for the batch.
+  /// 0: not supported here.
+  virtual std::size_t buffer_now(std::optional<T>* /*values*/, std::size_t /*n*/) { return 0; }
   /// The connection this channel's pipelined writes go out on, or null.
   [[nodiscard]] virtual const Settleable* pipeline() const noexcept { return nullptr; }
   /// Buffer capacity at this home (0: rendezvous, or not a home).
@@ -318,14 +319,14 @@ class InprocChannel final : public ChannelImpl<T> {
   void write(T& value) override { write_until(value, forever); }
   [[nodiscard]] std::size_t capacity() const noexcept override { return buffer_.capacity(); }
 
-  std::size_t buffer_now(T* values, std::size_t n) override {
+  std::size_t buffer_now(std::optional<T>* values, std::size_t n) override {
     lock_channel();
     std::size_t done = 0;
     // The fast path of write_until, for as many values as there is room.
     if (buffer_.capacity() != 0 && readers_.empty() && buffer_.size() + outside_ < buffer_.capacity() && !poisoned_ &&
         !retired(Side::reader) && lend_waiter_ == nullptr) {
       done = std::min(n, buffer_.capacity() - (buffer_.size() + outside_));
-      for (std::size_t i = 0; i < done; ++i) buffer_.push(std::move(values[i]));
+      for (std::size_t i = 0; i < done; ++i) buffer_.push(std::move(*values[i]));
     }
     lock_.unlock();
     return done;

@@ -295,35 +295,81 @@ void FrameReader::read_rest(ByteStream& stream, std::size_t offset, void* dest, 
 
 // ---- ParkingMutex ----------------------------------------------------------------------
 
-void ParkingMutex::lock() {
-  state_.lock();
-  if (!held_) {
-    held_ = true;
-    state_.unlock();
-    return;
+namespace {
+constexpr std::chrono::microseconds kRecheckFirst{50};  // a parked waiter's first re-check
+constexpr std::chrono::milliseconds kRecheckLimit{5};   // and its longest interval
+}  // namespace
+
+void ParkingMutex::lock_contended() {
+  auto recheck = std::chrono::duration_cast<Clock::duration>(kRecheckFirst);
+  for (;;) {
+    if (try_lock()) return;
+    Waiter w("lock", "transport send", false);
+    Node node{&w, nullptr, true};
+    queue_lock_.lock();
+    if (tail_) tail_->next = &node; else head_ = &node;
+    tail_ = &node;
+    // SYNC POINT (one-sided Dekker): this seq_cst increment comes before the
+    // CAS below, so an unlock whose load misses it stored held_ = false in
+    // time for the CAS, unless that store was still in its store buffer:
+    // then the re-check below catches it (see the class comment).
+    waiting_.fetch_add(1, std::memory_order_seq_cst);
+    queue_lock_.unlock();
+    const bool got = try_lock();
+    std::uintptr_t token = csp::detail::kTimedOut;
+    if (!got) token = csp::detail::wait(w, Clock::now() + recheck);
+    queue_lock_.lock();
+    if (node.queued) {  // nobody took us off the queue
+      Node** at = &head_;
+      Node* prev = nullptr;
+      while (*at != &node) {
+        prev = *at;
+        at = &(*at)->next;
+      }
+      *at = node.next;
+      if (tail_ == &node) tail_ = prev;
+      waiting_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    queue_lock_.unlock();
+    if (got) {
+      // A wake_first that selected us before we left the queue wakes us:
+      // absorb that wake-up before `w` goes. (hand_over cannot have: the
+      // lock was free when we took it.)
+      if (!w.try_select(csp::detail::kTimedOut)) csp::detail::wait(w, forever);
+      return;
+    }
+    if (token == kHandOff) return;  // unlock() passed it to us
+    recheck = std::min(recheck * 2, std::chrono::duration_cast<Clock::duration>(kRecheckLimit));
   }
-  // Not deadlockable: the holder is sending on a stream, which the peer drains.
-  Waiter w("lock", "transport send", false);
-  Node node{&w, nullptr};
-  if (tail_) tail_->next = &node; else head_ = &node;
-  tail_ = &node;
-  state_.unlock();
-  csp::detail::wait(w, forever);  // ownership is handed over by unlock()
 }
 
-void ParkingMutex::unlock() noexcept {
-  state_.lock();
-  Node* next = head_;
-  if (!next) {
-    held_ = false;
-    state_.unlock();
-    return;
+csp::detail::Waiter* ParkingMutex::select_first_locked(std::uintptr_t token) noexcept {
+  while (Node* node = head_) {
+    head_ = node->next;
+    if (!head_) tail_ = nullptr;
+    node->queued = false;
+    waiting_.fetch_sub(1, std::memory_order_relaxed);
+    // Under queue_lock_: a waiter that timed out is still in lock_contended,
+    // before its own queue_lock_ section, so `node` is alive.
+    if (node->waiter->try_select(token)) return node->waiter;
   }
-  head_ = next->next;
-  if (!head_) tail_ = nullptr;
-  state_.unlock();
-  // held_ stays true: the lock passes to `next`.
-  if (next->waiter->try_select(csp::detail::kWoken)) next->waiter->wake();
+  return nullptr;
+}
+
+bool ParkingMutex::hand_over() noexcept {
+  queue_lock_.lock();
+  Waiter* w = select_first_locked(kHandOff);
+  queue_lock_.unlock();
+  if (!w) return false;
+  w->wake();  // held_ stays true: the lock is w's now
+  return true;
+}
+
+void ParkingMutex::wake_first() noexcept {
+  queue_lock_.lock();
+  Waiter* w = select_first_locked(csp::detail::kWoken);
+  queue_lock_.unlock();
+  if (w) w->wake();
 }
 
 // ---- frames -----------------------------------------------------------------------------

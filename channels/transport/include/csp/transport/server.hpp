@@ -50,7 +50,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -214,7 +213,7 @@ class ChannelServer final : private csp::detail::Borrower<T> {
             throw TransportError("csp: " + options_.peer + ": a pipelined WRITE with a timeout");
           std::optional<T> value;
           try {
-            if (pipelined) batch_.push_back(decode_payload<T>(payload, 8));
+            if (pipelined) batch_.emplace_back(decode_payload<T>(payload, 8));
             else value.emplace(decode_payload<T>(payload, 8));
           } catch (const TransportError& e) {
             throw TransportError("csp: " + options_.peer + ": bad WRITE: " + e.what());
@@ -317,53 +316,53 @@ class ChannelServer final : private csp::detail::Borrower<T> {
 
   /// Performs the batch of pipelined WRITEs decoded so far, in order: as
   /// many as the home buffers at once under one lock (answered in batches,
-  /// as start_pipelined's), the first that cannot go at once, and all after
-  /// it, through start_pipelined.
+  /// acks_owed_), then one that cannot go at once through start_pipelined,
+  /// and so on; once the drain runs, the rest queue behind it.
   void perform_batch() {
     const std::size_t n = batch_.size();
     std::size_t i = 0;
     while (i < n) {
       pool_lock_.lock();
-      const bool draining = piped_busy_;  // then everything queues behind the drain
-      pool_lock_.unlock();
-      if (!draining) {
-        const std::size_t done = home_->buffer_now(batch_.data() + i, n - i);
-        if (done != 0) {
-          i += done;
-          acks_owed_ += done;
-          acks_owed_seq_ = batch_seq_[i - 1];
-          if (acks_owed_ >= kMaxPipelined / 4) send_owed_acks();
-          if (i == n) break;
+      if (piped_busy_) {
+        const bool fits = piped_values_.size() + (n - i) <= kMaxPipelined;
+        if (fits) {
+          for (; i < n; ++i) {
+            piped_values_.push_back(std::move(batch_[i]));  // (engaged)
+            piped_seqs_.push_back(batch_seq_[i]);
+          }
         }
+        pool_lock_.unlock();
+        if (!fits)
+          throw TransportError("csp: " + options_.peer + " sent more than " + std::to_string(kMaxPipelined) +
+                               " pipelined writes without waiting for their answers");
+        break;
       }
-      // One at a time: it may hand off to a waiting reader, or start the drain.
-      Job job;
-      job.kind = FrameKind::write;
-      job.seq = batch_seq_[i];
-      job.deadline = csp::detail::forever;
-      job.value.emplace(std::move(batch_[i]));
+      pool_lock_.unlock();
+      // The drain is not running, and only this reader starts it.
+      const std::size_t done = home_->buffer_now(batch_.data() + i, n - i);
+      if (done != 0) {
+        i += done;
+        acks_owed_ += done;
+        acks_owed_seq_ = batch_seq_[i - 1];
+        if (acks_owed_ >= kMaxPipelined / 4) send_owed_acks();
+        continue;
+      }
+      start_pipelined(std::move(*batch_[i]), batch_seq_[i]);
       ++i;
-      start_pipelined(std::move(job));
     }
     batch_.clear();
   }
 
-  /// A pipelined WRITE: performed after those before it, at once if it can
-  /// (nothing queued and room or a reader now), else queued for a draining
-  /// executor, which performs the queue in order with no deadline.
-  void start_pipelined(Job&& job) {
-    pool_lock_.lock();
-    if (piped_busy_) {
-      if (piped_queue_.size() >= kMaxPipelined) {
-        pool_lock_.unlock();
-        throw TransportError("csp: " + options_.peer + " sent more than " + std::to_string(kMaxPipelined) +
-                             " pipelined writes without waiting for their answers");
-      }
-      piped_queue_.push_back(std::move(job));
-      pool_lock_.unlock();
-      return;
-    }
-    pool_lock_.unlock();
+  /// A pipelined WRITE that could not be buffered at once, with nothing
+  /// queued: performed now if it can be (a reader waits), else it starts
+  /// the draining executor, which performs it and those after it, in
+  /// order, with no deadline.
+  void start_pipelined(T&& value, std::uint32_t seq) {
+    Job job;
+    job.kind = FrameKind::write;
+    job.seq = seq;
+    job.deadline = csp::detail::forever;
+    job.value.emplace(std::move(value));
     Status status;
     std::optional<T> got;
     std::string error;
@@ -379,10 +378,10 @@ class ChannelServer final : private csp::detail::Borrower<T> {
       return;
     }
     send_owed_acks();  // the drain's answers come after these
-    job.deadline = csp::detail::forever;
     pool_lock_.lock();
     piped_busy_ = true;
-    piped_queue_.push_back(std::move(job));
+    piped_values_.push_back(std::move(job.value));
+    piped_seqs_.push_back(seq);
     pool_lock_.unlock();
     Job drain;
     drain.drain = true;
@@ -405,52 +404,76 @@ class ChannelServer final : private csp::detail::Borrower<T> {
     }
   }
 
-  /// Performs queued pipelined writes in order until the queue is empty.
-  /// Writes that succeed are answered in batches, as the reader's are; the
-  /// batch goes out before the drain waits (a write that must wait for
-  /// room), before a failure's answer, and before the drain ends, so answers
-  /// keep the writes' order and none waits on a blocked write.
+  /// The draining executor: performs the queued pipelined writes in order,
+  /// taking the whole queue at a time, until it is empty. As many as fit
+  /// are buffered at once under one lock (buffer_now); a write that does
+  /// not fit is performed with no deadline (it waits for room). Writes
+  /// that succeed are answered in batches; the batch goes out before the
+  /// drain waits and before a failure's answer, so answers keep the writes'
+  /// order and none is held back by a blocked write.
   void drain_pipelined() {
-    std::uint64_t owed = 0;     // writes performed, not answered yet
+    std::vector<std::optional<T>> values;  // the part of the queue being performed (engaged)
+    std::vector<std::uint32_t> seqs;  // their sequences
+    values.reserve(kMaxPipelined);
+    seqs.reserve(kMaxPipelined);
+    std::uint64_t owed = 0;      // writes performed, not answered yet
     std::uint32_t owed_seq = 0;  // the sequence of the last of them
     auto flush = [&] {
       if (owed != 0) send_ack_batch(std::exchange(owed, 0), owed_seq);
     };
     for (;;) {
       pool_lock_.lock();
-      if (piped_queue_.empty()) {
-        if (owed != 0) {  // answered before the reader may answer newer writes itself
-          pool_lock_.unlock();
-          flush();
-          continue;
-        }
+      if (piped_values_.empty()) {
         piped_busy_ = false;
         pool_lock_.unlock();
         return;
       }
-      Job job = std::move(piped_queue_.front());
-      piped_queue_.pop_front();
+      values.swap(piped_values_);
+      seqs.swap(piped_seqs_);
       piped_active_ = true;
       pool_lock_.unlock();
-      Status status = Status::timeout;
-      std::optional<T> got;
-      std::string error;
-      if (!attempt(job, csp::detail::Clock::now(), status, got, error)) {
+      const std::size_t n = values.size();
+      std::optional<Job> failed;  // the last write failed: answered after the rest
+      Status failed_status = Status::ok;
+      std::string failed_error;
+      for (std::size_t i = 0; i < n;) {
+        if (const std::size_t done = home_->buffer_now(values.data() + i, n - i); done != 0) {
+          i += done;
+          owed += done;
+          owed_seq = seqs[i - 1];
+          if (owed >= kMaxPipelined / 4 && i < n) flush();
+          continue;
+        }
         flush();  // the remote may be waiting for these to send more
-        if (!attempt(job, job.deadline, status, got, error)) status = Status::timeout;
+        Job job;
+        job.kind = FrameKind::write;
+        job.seq = seqs[i];
+        job.value = std::move(values[i]);
+        ++i;
+        Status status = Status::timeout;
+        std::optional<T> got;
+        std::string error;
+        if (!attempt(job, csp::detail::forever, status, got, error)) status = Status::timeout;
+        if (status == Status::ok) {
+          ++owed;
+          owed_seq = job.seq;
+        } else if (i < n) {
+          reply(job, status, got, error);  // later writes are unanswered: no CLOSE can follow yet
+        } else {
+          failed.emplace(std::move(job));
+          failed_status = status;
+          failed_error = std::move(error);
+        }
       }
-      // Inactive before the answer (a CLOSE may follow it at once), but
-      // still draining: a newer write must not be answered before this one.
+      values.clear();
+      seqs.clear();
+      // Inactive before the last answers (a CLOSE may follow them at once),
+      // but still draining (piped_busy_): newer writes queue behind.
       pool_lock_.lock();
       piped_active_ = false;
       pool_lock_.unlock();
-      if (status == Status::ok) {
-        owed_seq = job.seq;
-        if (++owed >= kMaxPipelined / 4) flush();
-        continue;
-      }
       flush();
-      reply(job, status, got, error);
+      if (failed) reply(*failed, failed_status, std::optional<T>{}, failed_error);
     }
   }
 
@@ -640,7 +663,7 @@ class ChannelServer final : private csp::detail::Borrower<T> {
     for (;;) {
       if (self.job.drain) {
         pool_lock_.lock();
-        --busy_;  // a drain counts as piped_active_ while it performs a write
+        --busy_;  // a drain counts as piped_active_ while it holds writes
         pool_lock_.unlock();
         drain_pipelined();
       } else if (self.job.lend) {
@@ -711,7 +734,7 @@ class ChannelServer final : private csp::detail::Borrower<T> {
     std::size_t busy;
     {
       std::lock_guard lock(pool_lock_);
-      busy = busy_ + (piped_active_ || !piped_queue_.empty() ? 1 : 0);
+      busy = busy_ + (piped_active_ || !piped_values_.empty() ? 1 : 0);
     }
     const bool holds = !joined_[0].empty() || !joined_[1].empty() || !adopted_[0].empty() || !adopted_[1].empty();
     // A vanished peer poisons what it took part in; so does a close that
@@ -801,13 +824,14 @@ class ChannelServer final : private csp::detail::Borrower<T> {
   std::size_t executors_ = 0;             // live executor coroutines
   std::size_t busy_ = 0;                  // executors performing an operation
   bool stopping_ = false;                 // no executor parks again
-  std::deque<Job> piped_queue_;           // pipelined writes waiting their turn (at most kMaxPipelined)
-  std::vector<T> batch_;                  // pipelined WRITE values read, not performed yet (reader only)
+  std::vector<std::optional<T>> piped_values_;  // pipelined writes queued for the drain (engaged; at most kMaxPipelined)
+  std::vector<std::uint32_t> piped_seqs_; // their sequences
+  std::vector<std::optional<T>> batch_;   // pipelined WRITE values read, not performed yet (engaged; reader only)
   std::uint32_t batch_seq_[kMaxPipelined] = {};  // their sequences (reader only)
   std::uint64_t acks_owed_ = 0;           // pipelined writes done by the reader, not answered yet (reader only)
   std::uint32_t acks_owed_seq_ = 0;       // the sequence of the last of them
-  bool piped_busy_ = false;               // an executor drains piped_queue_ (then new ones queue)
-  bool piped_active_ = false;             // the drain performs a pipelined write now
+  bool piped_busy_ = false;               // an executor drains piped_values_ (then new ones queue)
+  bool piped_active_ = false;             // the drain holds pipelined writes not performed or answered yet
   bool lend_running_ = false;             // an executor runs lend_loop
   std::uint64_t lend_generation_ = 0;     // attaches so far (start_lending)
   ByteWriter lend_out_;                   // LEND frames being built (the lending executor's)

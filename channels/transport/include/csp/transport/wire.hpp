@@ -307,19 +307,57 @@ template <class T>
 T decode_payload(Payload& payload, std::size_t offset);
 
 /// A mutex that parks the waiting process instead of blocking its worker.
-/// Not recursive; unlock() hands the lock to the first waiter.
+/// Not recursive. unlock() hands the lock to the first queued waiter, if it
+/// sees one.
+///
+/// Uncontended, lock() is one CAS and unlock() a release store and a load:
+/// no read-modify-write after the holder's last write to a stream, which
+/// would stall until those bytes reached the peer's cache (a cross-core
+/// transfer per message while the peer polls the ring; that stall was most
+/// of a pipelined write's time). The price: unlock()'s load of waiting_ may
+/// be performed before its store of held_ is visible (no StoreLoad fence), so
+/// a waiter that registers just then can be missed; a parked waiter
+/// therefore re-checks after a bounded time (kRecheckLimit, growing from
+/// kRecheckFirst) besides being woken, so a missed wake-up only delays it.
 class ParkingMutex {
  public:
-  void lock();
-  void unlock() noexcept;
+  void lock() {
+    if (!try_lock()) [[unlikely]]
+      lock_contended();
+  }
+  void unlock() noexcept {
+    if (waiting_.load(std::memory_order_relaxed) != 0 && hand_over()) [[unlikely]]
+      return;  // the first waiter holds it now
+    // SYNC POINT: release pairs with the acquire CAS in try_lock.
+    held_.store(false, std::memory_order_release);
+    // A waiter that queued after hand_over looked (missing it at worst: see above).
+    if (waiting_.load(std::memory_order_relaxed) != 0) [[unlikely]]
+      wake_first();
+  }
 
  private:
   struct Node {
     csp::detail::Waiter* waiter;
     Node* next;
+    bool queued;  // in the queue (guarded by queue_lock_)
   };
-  csp::detail::SpinLock state_;  // guards held_ and the queue
-  bool held_ = false;
+  bool try_lock() noexcept {
+    bool expected = false;
+    return held_.compare_exchange_strong(expected, true, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+  void lock_contended();
+  /// Selects the first queued waiter with kHandOff (the lock stays held,
+  /// now by it) and wakes it; false when none could be selected.
+  bool hand_over() noexcept;
+  /// Wakes the first queued waiter to try again.
+  void wake_first() noexcept;
+  /// Under queue_lock_: the first waiter selected with `token`, dequeued (null if none).
+  csp::detail::Waiter* select_first_locked(std::uintptr_t token) noexcept;
+
+  static constexpr std::uintptr_t kHandOff = csp::detail::kFirstGuard;  // wake-up token: the lock is yours
+  std::atomic<bool> held_{false};            // the lock
+  std::atomic<std::uint32_t> waiting_{0};    // queued waiters; changed under queue_lock_
+  csp::detail::SpinLock queue_lock_;         // guards the queue
   Node* head_ = nullptr;
   Node* tail_ = nullptr;
 };
