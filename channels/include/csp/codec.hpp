@@ -174,10 +174,16 @@ class ByteReader {
   template <class U>
   U get_le() {
     const auto bytes = take(sizeof(U));
-    U value = 0;
-    for (std::size_t i = 0; i < sizeof(U); ++i)
-      value |= static_cast<U>(std::to_integer<U>(bytes[i]) << (8 * i));
+    U value;
+    std::memcpy(&value, bytes.data(), sizeof(U));  // one load (a byte loop is not always merged)
+    if constexpr (std::endian::native == std::endian::big) value = byteswap(value);
     return value;
+  }
+  template <class U>
+  static U byteswap(U value) noexcept {
+    U out = 0;
+    for (std::size_t i = 0; i < sizeof(U); ++i) out = static_cast<U>((out << 8) | ((value >> (8 * i)) & 0xff));
+    return out;
   }
 
   const std::byte* data_ = nullptr;  // start of the encoded bytes (not owned)
@@ -481,7 +487,12 @@ struct codec<std::vector<T, Allocator>> {
   static Vector decode(ByteReader& in) {
     const std::size_t count = detail::read_count<T>(in, "vector");
     Vector result;
-    if constexpr (bulk) {
+    if constexpr (std::is_same_v<T, char> || std::is_same_v<T, unsigned char> || std::is_same_v<T, std::byte>) {
+      // Bytes may be read as T: built straight from them (no zero fill first).
+      const auto bytes = in.take(count);
+      const T* first = reinterpret_cast<const T*>(bytes.data());
+      result.assign(first, first + count);
+    } else if constexpr (bulk) {
       result.resize(count);
       in.get(result.data(), count * sizeof(T));
     } else {

@@ -230,7 +230,9 @@ FrameReader::Result FrameReader::next(ByteStream& stream, Deadline deadline, csp
     if (buffer_.size() > kShrinkAbove) std::vector<std::byte>(kChunk).swap(buffer_);
   }
   bool eof = false;
-  if (!fill(stream, csp::detail::frame_header_size, deadline, true, &eof)) return eof ? Result::eof : Result::timeout;
+  if (end_ - begin_ < csp::detail::frame_header_size &&  // (a stream of small frames is mostly buffered)
+      !fill(stream, csp::detail::frame_header_size, deadline, true, &eof))
+    return eof ? Result::eof : Result::timeout;
   csp::detail::FrameHeader header;
   try {
     header = csp::detail::decode_frame_header(
@@ -250,7 +252,7 @@ FrameReader::Result FrameReader::next(ByteStream& stream, Deadline deadline, csp
   }
   // A frame begun must be finished whatever the deadline: the stream cannot
   // be resynchronised.
-  fill(stream, need, csp::detail::forever, false, nullptr);
+  if (end_ - begin_ < need) fill(stream, need, csp::detail::forever, false, nullptr);
   frame.header = header;
   frame.payload = std::span<const std::byte>(buffer_.data() + begin_ + csp::detail::frame_header_size, header.length);
   begin_ += need;

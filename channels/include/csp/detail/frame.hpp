@@ -28,6 +28,7 @@
 #include <csp/error.hpp>
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -124,9 +125,15 @@ inline std::uint16_t load_u16(const std::byte* in) noexcept {
                                     (std::to_integer<unsigned>(in[1]) << 8));
 }
 inline std::uint32_t load_u32(const std::byte* in) noexcept {
-  std::uint32_t value = 0;
-  for (int i = 0; i < 4; ++i) value |= std::to_integer<std::uint32_t>(in[i]) << (8 * i);
-  return value;
+  if constexpr (std::endian::native == std::endian::little) {
+    std::uint32_t value;
+    std::memcpy(&value, in, 4);  // one load (the byte loop below is not always merged)
+    return value;
+  } else {
+    std::uint32_t value = 0;
+    for (int i = 0; i < 4; ++i) value |= std::to_integer<std::uint32_t>(in[i]) << (8 * i);
+    return value;
+  }
 }
 }  // namespace frame_bytes
 
