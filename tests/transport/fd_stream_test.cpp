@@ -34,38 +34,19 @@ namespace {
 
 constexpr auto kLongSpin = 60s;
 
-class FdSpin : public csp_test::TransportTest {
+class FdSpin : public csp_test::ForkTest {
  protected:
-  /// Forks a child that runs `child(stream)` on its end and exits 0 (1 on
-  /// an exception); returns this side's end with a spin bound of kLongSpin.
+  /// As ForkTest::fork_with; this side's end with a spin bound of kLongSpin
+  /// (null if the link is not an fd stream).
   template <class F>
   std::unique_ptr<FdStream> fork_with(F child) {
-    auto link = csp::transport_detail::make_fork_link(GetParam());
-    std::fflush(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int code = 0;
-      try {
-        auto s = link->child_end();
-        child(*s);
-      } catch (...) {
-        code = 1;
-      }
-      ::_exit(code);
-    }
-    std::unique_ptr<ByteStream> end = link->parent_end();
+    std::unique_ptr<ByteStream> end = ForkTest::fork_with(std::move(child));
     auto* fd = dynamic_cast<FdStream*>(end.get());
     if (!fd) return nullptr;
     end.release();
     fd->set_max_spin(kLongSpin);
     return std::unique_ptr<FdStream>(fd);
   }
-  int join() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
-  }
-  pid_t pid_ = -1;
 };
 
 char read_byte(ByteStream& s) {

@@ -24,34 +24,7 @@ using csp::transport_detail::LinkKind;
 
 namespace {
 
-class Stream : public csp_test::TransportTest {
- protected:
-  /// Forks a child that runs `child(stream)` on its end and exits 0 (1 on
-  /// an exception); returns this side's end.
-  template <class F>
-  std::unique_ptr<ByteStream> fork_with(F child) {
-    auto link = csp::transport_detail::make_fork_link(GetParam());
-    std::fflush(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int code = 0;
-      try {
-        auto s = link->child_end();
-        child(*s);
-      } catch (...) {
-        code = 1;
-      }
-      ::_exit(code);
-    }
-    return link->parent_end();
-  }
-  int join() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
-  }
-  pid_t pid_ = -1;
-};
+using Stream = csp_test::ForkTest;
 
 std::vector<unsigned char> pattern(std::size_t n, unsigned seed) {
   std::vector<unsigned char> v(n);

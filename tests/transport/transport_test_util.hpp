@@ -5,9 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <dirent.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csp/csp.hpp>
+#include <cstdio>
+#include <memory>
 #include <set>
 #include <string>
 
@@ -66,6 +69,37 @@ class TransportTest : public ::testing::TestWithParam<LinkKind> {
       EXPECT_TRUE(shm_before_.count(name)) << "left in /dev/shm: " << name;
   }
   std::set<std::string> shm_before_;
+};
+
+/// A TransportTest that forks a child holding the other end of one link.
+class ForkTest : public TransportTest {
+ protected:
+  /// Forks a child that runs `child(stream)` on its end and exits 0 (1 on
+  /// an exception); returns this side's end.
+  template <class F>
+  std::unique_ptr<csp::transport_detail::ByteStream> fork_with(F child) {
+    auto link = csp::transport_detail::make_fork_link(GetParam());
+    std::fflush(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int code = 0;
+      try {
+        auto s = link->child_end();
+        child(*s);
+      } catch (...) {
+        code = 1;
+      }
+      ::_exit(code);
+    }
+    return link->parent_end();
+  }
+  /// The child's exit status, or 100 + the signal that killed it.
+  int join() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+  }
+  pid_t pid_ = -1;
 };
 
 }  // namespace csp_test

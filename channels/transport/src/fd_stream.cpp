@@ -152,14 +152,7 @@ void set_nonblocking(int fd) {
 using csp::detail::Clock;
 
 std::int64_t default_max_spin_ns() noexcept {
-  static const std::int64_t value = [] {
-    if (const char* env = std::getenv("CSP_FD_SPIN_US")) {
-      char* end = nullptr;
-      long long us = std::strtoll(env, &end, 10);
-      if (end != env && *end == '\0' && us >= 0 && us <= 1000000) return static_cast<std::int64_t>(us) * 1000;
-    }
-    return std::int64_t{50000};
-  }();
+  static const std::int64_t value = csp::detail::SpinBudget::max_ns_from_env("CSP_FD_SPIN_US", 50);
   return value;
 }
 

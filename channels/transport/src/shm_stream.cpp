@@ -293,15 +293,8 @@ bool heavy_barrier() noexcept { return ::syscall(SYS_membarrier, MEMBARRIER_CMD_
 
 constexpr auto kUnsureParkLimit = std::chrono::milliseconds(1);
 
-std::int64_t default_max_spin_ns() {
-  static const std::int64_t value = [] {
-    if (const char* env = std::getenv("CSP_SHM_SPIN_US")) {
-      char* end = nullptr;
-      long long us = std::strtoll(env, &end, 10);
-      if (end != env && *end == '\0' && us >= 0 && us <= 1000000) return static_cast<std::int64_t>(us) * 1000;
-    }
-    return std::int64_t{50000};
-  }();
+std::int64_t default_max_spin_ns() noexcept {
+  static const std::int64_t value = csp::detail::SpinBudget::max_ns_from_env("CSP_SHM_SPIN_US", 50);
   return value;
 }
 

@@ -16,12 +16,24 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
 namespace csp::detail {
 
 struct SpinBudget {
   static constexpr unsigned kSlowAfter = 4;
   static constexpr unsigned kProbeEvery = 8;
+
+  /// A spin bound in ns from environment variable `name` (microseconds,
+  /// 0 to 1,000,000), else `default_us`.
+  static std::int64_t max_ns_from_env(const char* name, std::int64_t default_us) noexcept {
+    if (const char* env = std::getenv(name)) {
+      char* end = nullptr;
+      const long long us = std::strtoll(env, &end, 10);
+      if (end != env && *end == '\0' && us >= 0 && us <= 1000000) return static_cast<std::int64_t>(us) * 1000;
+    }
+    return default_us * 1000;
+  }
 
   std::int64_t max_ns = 0;      // the full bound (0: never spin)
   std::int64_t slow_ns = 2000;  // the bound while the peer is slow
