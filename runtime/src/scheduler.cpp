@@ -422,8 +422,11 @@ bool Worker::notify() noexcept {
 }
 
 void Worker::make_busy() noexcept {
-  if (idle_counted_.load(std::memory_order_acquire) && idle_counted_.exchange(false, std::memory_order_acq_rel))
-    sched_.live_.fetch_add(1, std::memory_order_acq_rel);
+  if (!idle_counted_.load(std::memory_order_acquire)) return;
+  // Counted in before the flag turns (see the invariant on live_ in
+  // scheduler.hpp); a caller that loses the exchange takes its count back.
+  sched_.live_.fetch_add(1, std::memory_order_acq_rel);
+  if (!idle_counted_.exchange(false, std::memory_order_acq_rel)) sched_.live_add(-1);
 }
 
 void Worker::add_timer(TimerNode* node) {

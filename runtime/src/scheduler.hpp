@@ -26,7 +26,13 @@
 //   whoever brings it to zero runs check_deadlock().
 // - A worker counts as busy from the moment it wakes until it goes to sleep
 //   in epoll; `idle_counted_` records that it has taken itself out of
-//   `live_`, and whoever exchanges it back to false re-adds it.
+//   `live_`. Whoever counts it back in adds to `live_` first and then
+//   exchanges the flag to false; if the flag was false already, it takes its
+//   addition back. Adding after the exchange would leave a window in which
+//   the worker, counted busy by the flag but not yet in `live_`, could run,
+//   go idle again and subtract a count that belongs to someone else: `live_`
+//   would reach zero while a thread still launches processes (a false
+//   deadlock report, seen under TSan with a 2,000-process ring).
 #pragma once
 
 #include <sys/epoll.h>
