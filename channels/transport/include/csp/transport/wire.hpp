@@ -550,6 +550,31 @@ inline constexpr std::size_t kBulkTail = 16 * 1024;  // values larger than this 
 template <class T>
 void build_value_frame(OutFrame& out, FrameKind kind, std::uint32_t seq, std::uint8_t flags,
                        const std::uint64_t* prefix, const T& value, std::uint32_t max_payload) {
+  if constexpr (wire_detail::bulk_bytes<T>::value) {
+    const std::size_t bytes = value.size() * sizeof(typename T::value_type);
+    const std::size_t length = (prefix ? 8 : 0) + 4 + bytes;  // prefix, u32 count, the bytes
+    if (bytes < wire_detail::kBulkTail && length <= max_payload) {
+      // The same bytes as the field-by-field path below, stored in place
+      // after one resize: appending field by field (header, prefix, count,
+      // bytes, each a vector insert) was a third of a small pipelined
+      // write's instructions (callgrind, 8-byte stream-up).
+      namespace fb = csp::detail::frame_bytes;
+      const std::size_t at = out.head.skip(csp::detail::frame_header_size + length);
+      std::byte* p = out.head.data() + at;
+      csp::detail::encode_frame_header(
+          csp::detail::FrameHeader{kind, flags, 0, static_cast<std::uint32_t>(length), seq},
+          std::span<std::byte, csp::detail::frame_header_size>(p, csp::detail::frame_header_size));
+      p += csp::detail::frame_header_size;
+      if (prefix) {
+        fb::store_u32(p, static_cast<std::uint32_t>(*prefix));
+        fb::store_u32(p + 4, static_cast<std::uint32_t>(*prefix >> 32));
+        p += 8;
+      }
+      fb::store_u32(p, static_cast<std::uint32_t>(value.size()));  // < kBulkTail: fits
+      if (bytes != 0) std::memcpy(p + 4, value.data(), bytes);
+      return;
+    }
+  }
   const std::size_t start = csp::detail::begin_frame(out.head, kind, 0, seq, flags);
   if (prefix) out.head.put_u64(*prefix);
   if constexpr (wire_detail::bulk_bytes<T>::value) {
