@@ -30,6 +30,25 @@ namespace {
 
 class Conformance : public csp_test::TransportTest {};
 
+/// Values k * per_writer + i from writers k = 0, 1, ...: each must be the
+/// next of its writer (i = 0, 1, ... in order).
+class PerWriterOrder {
+ public:
+  PerWriterOrder(int writers, int per_writer) : per_writer_(per_writer), next_(writers, 0) {}
+  /// Checks `v` and counts it for its writer.
+  void take(int v) {
+    const int k = v / per_writer_;
+    EXPECT_EQ(v % per_writer_, next_[k]) << "writer " << k;
+    next_[k] = v % per_writer_ + 1;
+  }
+  /// Values of writer k taken so far (the next one it must send).
+  [[nodiscard]] int next(int k) const { return next_[k]; }
+
+ private:
+  int per_writer_;
+  std::vector<int> next_;
+};
+
 // ---- rendezvous and data ------------------------------------------------------
 
 TEST_P(Conformance, ChildWritesParentReads) {
@@ -208,12 +227,10 @@ TEST_P(Conformance, PipelinedWritesKeepPerWriterOrder) {
         [](csp::Writer<int> out, int k) { for (int i = 0; i < kPerWriter; ++i) out.write(k * kPerWriter + i); },
         ch.writer(), k));
   auto reader = [](csp::Reader<int> in) {
-    std::vector<int> next(kWriters, 0);
+    PerWriterOrder order(kWriters, kPerWriter);
     int n = 0;
     for (int v : in) {
-      const int k = v / kPerWriter;
-      EXPECT_EQ(v % kPerWriter, next[k]) << "writer " << k;
-      next[k] = v % kPerWriter + 1;
+      order.take(v);
       ++n;
     }
     return n;
@@ -304,15 +321,13 @@ TEST_P(Conformance, PipelinedBatchesKeepOrderAndBackPressure) {
     const auto give_up = std::chrono::steady_clock::now() + 10s;
     while (written[0].load(std::memory_order_acquire) < kCapacity + 1 && std::chrono::steady_clock::now() < give_up)
       csp::yield();
-    std::vector<int> next(kWriters, 0);
+    PerWriterOrder order(kWriters, kPerWriter);
     int n = 0;
     for (int v : in) {
-      const int k = v / kPerWriter;
-      EXPECT_EQ(v % kPerWriter, next[k]) << "writer " << k;
-      next[k] = v % kPerWriter + 1;
+      order.take(v);
       ++n;
       for (int j = 0; j < kWriters; ++j)
-        EXPECT_LE(written[j].load(std::memory_order_acquire), next[j] + kCapacity + kWindow) << "writer " << j;
+        EXPECT_LE(written[j].load(std::memory_order_acquire), order.next(j) + kCapacity + kWindow) << "writer " << j;
     }
     return n;
   };
