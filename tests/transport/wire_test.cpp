@@ -3,11 +3,14 @@
 // prefix, csp::codec, end_frame), whichever of its paths it takes (a small
 // byte vector or string stored in place, a large one sent as an uncopied
 // tail, any other type through its codec), and a payload over the frame
-// limit is refused before anything is built.
+// limit is refused before anything is built. decode_payload, which reads a
+// byte vector or string of a whole payload straight into the value, decodes
+// what csp::decode_all decodes and refuses what it refuses.
 #include <gtest/gtest.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -113,6 +116,58 @@ TEST(ValueFrame, APayloadOverTheLimitIsRefused) {
   OutFrame exact{fits};
   build_value_frame(exact, FrameKind::write, 1, 0, &timeout, value, 112);
   EXPECT_EQ(fits.size(), csp::detail::frame_header_size + 112);
+}
+
+// The payload of a value frame with `prefix_bytes` bytes before the value.
+template <class T>
+std::vector<std::byte> payload_of(const T& value, std::size_t prefix_bytes) {
+  csp::ByteWriter out;
+  for (std::size_t i = 0; i < prefix_bytes; ++i) out.put_u8(0x5A);
+  csp::codec<T>::encode(out, value);
+  return {out.data(), out.data() + out.size()};
+}
+
+template <class T>
+T decoded(std::vector<std::byte> bytes, std::size_t offset) {
+  csp::transport_detail::Payload payload{std::span<const std::byte>(bytes)};
+  return csp::transport_detail::decode_payload<T>(payload, offset);
+}
+
+TEST(DecodePayload, BulkValuesDecodeAsTheCodecDoes) {
+  for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{8}, std::size_t{64}, std::size_t{5000}}) {
+    const auto bytes = pattern(size);
+    for (std::size_t offset : {std::size_t{0}, std::size_t{8}}) {
+      EXPECT_EQ(decoded<std::vector<unsigned char>>(payload_of(bytes, offset), offset), bytes) << size;
+      const std::vector<char> chars(bytes.begin(), bytes.end());
+      EXPECT_EQ(decoded<std::vector<char>>(payload_of(chars, offset), offset), chars) << size;
+      const std::string text(bytes.begin(), bytes.end());
+      EXPECT_EQ(decoded<std::string>(payload_of(text, offset), offset), text) << size;
+      std::vector<std::uint32_t> words(size);
+      for (std::size_t i = 0; i < size; ++i) words[i] = static_cast<std::uint32_t>(i * 2654435761u);
+      EXPECT_EQ(decoded<std::vector<std::uint32_t>>(payload_of(words, offset), offset), words) << size;
+    }
+  }
+  const std::vector<std::byte> raw{std::byte{1}, std::byte{0xFF}};
+  EXPECT_EQ(decoded<std::vector<std::byte>>(payload_of(raw, 8), 8), raw);
+  EXPECT_EQ(decoded<std::uint64_t>(payload_of(std::uint64_t{42}, 8), 8), 42u);  // the codec's path
+}
+
+TEST(DecodePayload, ACountThatDoesNotMatchThePayloadIsRefused) {
+  const auto value = pattern(16);
+  auto longer = payload_of(value, 8);
+  longer.push_back(std::byte{0});  // a byte after the value
+  EXPECT_THROW(decoded<std::vector<unsigned char>>(longer, 8), csp::TransportError);
+  EXPECT_THROW(csp::decode_all<std::vector<unsigned char>>(std::span<const std::byte>(longer).subspan(8)),
+               csp::TransportError);
+  auto shorter = payload_of(value, 8);
+  shorter.pop_back();  // the count claims one more byte than there is
+  EXPECT_THROW(decoded<std::vector<unsigned char>>(shorter, 8), csp::TransportError);
+  EXPECT_THROW(decoded<std::string>(shorter, 8), csp::TransportError);
+  auto words = payload_of(std::vector<std::uint32_t>{1, 2, 3}, 0);
+  words.pop_back();
+  EXPECT_THROW(decoded<std::vector<std::uint32_t>>(words, 0), csp::TransportError);
+  const std::vector<std::byte> no_count(8 + 3);  // not even the count after the prefix
+  EXPECT_THROW(decoded<std::vector<unsigned char>>(no_count, 8), csp::TransportError);
 }
 
 }  // namespace

@@ -563,11 +563,18 @@ class ChannelServer final : private csp::detail::Borrower<T> {
 
   /// Borrower: a LEND frame for `value` into lend_out_ (under the home's lock).
   bool encode_lent(const T& value, std::uint32_t epoch, std::uint16_t index) override {
-    const std::size_t start = csp::detail::begin_frame(lend_out_, FrameKind::lend, 0, 0, 0);
-    lend_out_.put_u32(epoch);
-    lend_out_.put_u32(index);
-    csp::codec<T>::encode(lend_out_, value);
-    csp::detail::end_frame(lend_out_, start, options_.max_payload);
+    if (!wire_detail::goes_as_tail(value)) {
+      // The same bytes as below; a small byte vector or string in one piece.
+      const std::uint64_t prefix = std::uint64_t{epoch} | (std::uint64_t{index} << 32);  // u32 epoch, u32 index
+      OutFrame f{lend_out_};
+      build_value_frame(f, FrameKind::lend, 0, 0, &prefix, value, options_.max_payload);
+    } else {  // copied, not a tail: the value may be gone (revoked and read) when the batch is sent
+      const std::size_t start = csp::detail::begin_frame(lend_out_, FrameKind::lend, 0, 0, 0);
+      lend_out_.put_u32(epoch);
+      lend_out_.put_u32(index);
+      csp::codec<T>::encode(lend_out_, value);
+      csp::detail::end_frame(lend_out_, start, options_.max_payload);
+    }
     return lend_out_.size() < kLendBatchBytes;  // copied under the home's lock: keep batches short
   }
   static constexpr std::size_t kLendBatchBytes = 256 * 1024;
