@@ -700,9 +700,11 @@ bool ClientCore::take_pipelined_answer(const FrameHeader& h, std::span<const std
 }
 
 void ClientCore::set_push_sink(PushSink* sink) {
-  std::lock_guard lock(state_);
-  push_sink_ = sink;
-  if (sink) push_expected_ = true;
+  // SYNC POINT: release pairs with the acquire loads in take_push (the
+  // expected flag is set first, so a reader that sees no sink after one was
+  // set sees the flag).
+  if (sink) push_expected_.store(true, std::memory_order_release);
+  push_sink_.store(sink, std::memory_order_release);
 }
 
 void ClientCore::wait_push(std::uint64_t seen) {
@@ -725,16 +727,10 @@ void ClientCore::wait_unasked(Pending& me) {
 }
 
 bool ClientCore::take_push(const FrameHeader& h, Payload& payload, Pending& me) {
-  PushSink* sink;
-  bool expected;
-  {
-    std::lock_guard lock(state_);
-    sink = push_sink_;
-    expected = push_expected_;
-  }
-  if (sink) {
+  // Atomics, not state_: a lock per frame of a stream of lent values.
+  if (PushSink* sink = push_sink_.load(std::memory_order_acquire)) {
     sink->on_push(h, payload);
-  } else if (!expected) {
+  } else if (!push_expected_.load(std::memory_order_acquire)) {
     throw TransportError("csp: " + peer_ + ": unexpected " + std::string(csp::detail::frame_kind_name(h.kind)) +
                          " frame (this end never asked for lent values)");
   }  // else: the channel end is gone; what it was lent comes back at the home

@@ -525,8 +525,8 @@ class ClientCore final : public csp::detail::Settleable {
   std::atomic<Status> piped_failure_{Status::ok};  // first failed answer; its message below
   std::string piped_message_;             // guarded by state_
   std::string channel_name_;              // set once, before any pipelined request
-  PushSink* push_sink_ = nullptr;         // guarded by state_ (called outside it)
-  bool push_expected_ = false;            // a sink was ever set (guarded by state_)
+  std::atomic<PushSink*> push_sink_{nullptr};  // where LEND frames go (called by the leader)
+  std::atomic<bool> push_expected_{false};     // a sink was ever set
   std::atomic<std::uint64_t> pushes_{0};  // unasked frames handled; changed under state_
 };
 
