@@ -32,6 +32,9 @@
 //   alternations and timed waits have no guard and are selected by CAS.
 //
 // Lending (read-ahead to one remote reader, csp/transport/wire.hpp):
+// - Only a FIFO-buffered channel lends (lendable()). A rendezvous channel
+//   (capacity 0) never has a borrower_, ghost_ or outside_ room, nor a
+//   parked lending executor, so its slow paths skip those checks.
 // - A FIFO-buffered channel may lend values to one Borrower (the server of
 //   a remote reader's connection): they leave buffer_ for lent_, oldest
 //   first, and are sent ahead. The queue a reader sees is lent_ followed by
@@ -358,11 +361,32 @@ class InprocChannel final : public ChannelImpl<T> {
   // GCC returns one in two registers through a stack slot, storing its
   // engaged byte and reloading it at once as part of a wider load, which
   // the CPU cannot forward from the store (that stall was ~15% of a hop).
-  void read_slow_locked(std::optional<T>& out, Deadline deadline) {
+  //
+  // A rendezvous channel (capacity 0) never buffers or lends (lendable()
+  // needs a buffer), so its slow paths skip every buffer and lending check;
+  // a buffered channel's slow paths run in their own frames, so the calls
+  // that settle lending cost the rendezvous hand-off no saved registers.
+  // The slow paths stay out of line so that read_until and write_until
+  // stay small enough to inline where the channel's type is known.
+  __attribute__((noinline)) void read_slow_locked(std::optional<T>& out, Deadline deadline) {
+    if (buffer_.capacity() != 0) return read_slow_buffered_locked(out, deadline);
+    Waiter* wake = nullptr;
+    const Poll poll = poll_read_impl<false>(out, wake);
+    read_finish_locked(poll, wake, out, deadline);
+  }
+
+  __attribute__((noinline)) void read_slow_buffered_locked(std::optional<T>& out, Deadline deadline) {
     if (borrower_ != nullptr || ghost_ != 0) [[unlikely]]
       settle_lending_locked();
     Waiter* wake = nullptr;
-    switch (poll_read_impl(out, wake)) {
+    const Poll poll = poll_read_impl<true>(out, wake);
+    read_finish_locked(poll, wake, out, deadline);
+  }
+
+  /// After a read's poll: wakes the peer it took from, throws, or blocks.
+  __attribute__((always_inline)) void read_finish_locked(Poll poll, Waiter* wake, std::optional<T>& out,
+                                                         Deadline deadline) {
+    switch (poll) {
       case Poll::ready:
         lock_.unlock();
         if (wake) wake->wake();
@@ -383,7 +407,12 @@ class InprocChannel final : public ChannelImpl<T> {
       lock_.unlock();
       return;
     }
-    Waiter w("read", this->name_);
+    // Named after construction: the constructor calls current_parker(),
+    // and the name's pointers, loaded after that call, need no register
+    // kept across it (three fewer saves and restores per blocking read).
+    Waiter w;
+    w.what_ = "read";
+    w.object_ = this->name_;
     if (deadline == forever) w.guard_ = &lock_;  // selected under lock_ only
     Op op{&w, kFirstGuard, &out};
     readers_.push_back(&op);
@@ -394,11 +423,24 @@ class InprocChannel final : public ChannelImpl<T> {
     not_completed(token, op, Side::writer);  // returns only on a timeout: `out` stays empty
   }
 
-  bool write_slow_locked(T& value, Deadline deadline) {
+  __attribute__((noinline)) bool write_slow_locked(T& value, Deadline deadline) {
+    if (buffer_.capacity() != 0) return write_slow_buffered_locked(value, deadline);
+    Waiter* wake = nullptr;
+    const Poll poll = poll_write_impl<false>(value, wake);
+    return write_finish_locked(poll, wake, value, deadline);
+  }
+
+  __attribute__((noinline)) bool write_slow_buffered_locked(T& value, Deadline deadline) {
     if (ghost_ != 0 || (borrower_ != nullptr && buffer_.size() + outside_ >= buffer_.capacity())) [[unlikely]]
       settle_lending_for_write_locked();
     Waiter* wake = nullptr;
-    switch (poll_write_impl(value, wake)) {
+    const Poll poll = poll_write_impl<true>(value, wake);
+    return write_finish_locked(poll, wake, value, deadline);
+  }
+
+  /// After a write's poll: wakes the peer it gave to, throws, or blocks.
+  __attribute__((always_inline)) bool write_finish_locked(Poll poll, Waiter* wake, T& value, Deadline deadline) {
+    switch (poll) {
       case Poll::ready:
         lock_.unlock();
         if (wake) wake->wake();
@@ -418,7 +460,12 @@ class InprocChannel final : public ChannelImpl<T> {
       lock_.unlock();
       return false;
     }
-    Waiter w("write", this->name_);
+    // Named after construction: the constructor calls current_parker(),
+    // and the name's pointers, loaded after that call, need no register
+    // kept across it (three fewer saves and restores per blocking write).
+    Waiter w;
+    w.what_ = "write";
+    w.object_ = this->name_;
     if (deadline == forever) w.guard_ = &lock_;  // selected under lock_ only
     Op op{&w, kFirstGuard, &value};
     writers_.push_back(&op);
@@ -443,11 +490,15 @@ class InprocChannel final : public ChannelImpl<T> {
   Poll poll_write_locked(T& value, Waiter*& wake) override { return poll_write_impl(value, wake); }
 
  private:
+  // kBuffered false: only for a rendezvous channel (capacity 0), which never
+  // buffers or lends (lendable() needs a buffer), so its hand-off skips
+  // every buffer and lending check.
+  template <bool kBuffered = true>
   __attribute__((always_inline)) Poll poll_read_impl(std::optional<T>& out, Waiter*& wake) {
     if (poisoned_) return Poll::poisoned;
     // Another reader: what is lent comes back first (its room stays ghost_
     // here, where only one waiter can be woken; settle_lending_locked frees it).
-    if (borrower_ != nullptr) [[unlikely]] {
+    if (kBuffered && borrower_ != nullptr) [[unlikely]] {
       revoke_locked(nullptr);
       // Its executor must tell the remote (LEND_END) even if nothing else
       // happens. Woken under lock_ on this rare path (a poll at the home
@@ -455,7 +506,7 @@ class InprocChannel final : public ChannelImpl<T> {
       // without lock_.
       if (Waiter* lender = take_lend_waiter_locked()) lender->wake();
     }
-    if (buffer_.capacity() != 0 && !buffer_.empty()) {
+    if (kBuffered && buffer_.capacity() != 0 && !buffer_.empty()) {
       out.emplace(buffer_.pop());
       // A writer blocked on the full buffer can now put its value in.
       while (Op* op = writers_.pop_front()) {
@@ -477,6 +528,7 @@ class InprocChannel final : public ChannelImpl<T> {
     return retired(Side::writer) ? Poll::retired : Poll::not_ready;
   }
 
+  template <bool kBuffered = true>
   __attribute__((always_inline)) Poll poll_write_impl(T& value, Waiter*& wake) {
     if (poisoned_) return Poll::poisoned;
     if (retired(Side::reader)) return Poll::retired;
@@ -487,6 +539,7 @@ class InprocChannel final : public ChannelImpl<T> {
         return Poll::ready;
       }
     }
+    if (!kBuffered) return Poll::not_ready;
     if (buffer_.capacity() != 0 && buffer_.size() + outside_ >= buffer_.capacity() && borrower_ != nullptr &&
         writers_.empty()) [[unlikely]] {
       WakeList none;  // with no writer waiting, freeing room wakes nobody
