@@ -902,13 +902,32 @@ __attribute__((noinline)) void unpark_thread(ThreadParker* tp) noexcept {
   if (tp->state_.exchange(1, std::memory_order_acq_rel) == 2) futex_wake(&tp->state_);
 }
 
+/// The end of unpark() for a task whose continuation is saved: marks it
+/// running and schedules it.
+__attribute__((always_inline)) inline void schedule_unparked(Task* task, Worker* here) noexcept {
+  task->state_.store(kRunning, std::memory_order_relaxed);
+  // Woken by a task of the worker it last ran on (the usual hand-off, and
+  // the only case on one worker): schedule() without looking up the
+  // worker again.
+  if (task->worker_ == here) [[likely]] {
+    here->run_next(task);
+    return;
+  }
+  task->worker_->sched_.schedule(task);
+}
+
 /// The task may still be switching out on another thread: waits until its
-/// continuation is saved (a few instructions, unless that thread was preempted).
-__attribute__((noinline, cold)) void wait_until_parked(Task* task) noexcept {
+/// continuation is saved (a few instructions, unless that thread was
+/// preempted), then schedules it. Reached by a tail call, so unpark()
+/// itself needs no stack frame.
+__attribute__((noinline, cold)) void wait_until_parked_then_schedule(Task* task, Worker* here) noexcept {
+  // SYNC POINT: as in unpark(), acquire pairs with the release store of
+  // kParked in after_switch().
   for (unsigned spins = 0; task->state_.load(std::memory_order_acquire) != kParked; ++spins) {
     if (spins < 1024) __builtin_ia32_pause();
     else std::this_thread::yield();
   }
+  schedule_unparked(task, here);
 }
 }  // namespace
 
@@ -926,16 +945,8 @@ void unpark(Parker* parker) noexcept {
   // SYNC POINT: acquire pairs with the release store of kParked in
   // after_switch(): the task's continuation (ctx_) is saved.
   if (task->state_.load(std::memory_order_acquire) != kParked) [[unlikely]]
-    wait_until_parked(task);
-  task->state_.store(kRunning, std::memory_order_relaxed);
-  // Woken by a task of the worker it last ran on (the usual hand-off, and
-  // the only case on one worker): schedule() without looking up the
-  // worker again.
-  if (task->worker_ == here) [[likely]] {
-    here->run_next(task);
-    return;
-  }
-  task->worker_->sched_.schedule(task);
+    return wait_until_parked_then_schedule(task, here);
+  schedule_unparked(task, here);
 }
 
 namespace {
