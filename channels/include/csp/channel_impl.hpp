@@ -30,6 +30,11 @@
 //   &lock_`: every selection of it happens under lock_ (select_locked; the
 //   deadlock detector takes lock_ too), so no CAS is needed. Ops of
 //   alternations and timed waits have no guard and are selected by CAS.
+// - slow_ summarises the rare states the buffered fast paths must leave to
+//   the slow paths, one bit each (poisoned_, the reader side retired, a
+//   borrower_ or ghost_ room, a parked lend_waiter_), so a fast path tests
+//   one byte for them. Whoever changes one of those fields updates its bit
+//   at once, so each bit is set exactly while its state holds.
 //
 // Lending (read-ahead to one remote reader, csp/transport/wire.hpp):
 // - Only a FIFO-buffered channel lends (lendable()). A rendezvous channel
@@ -306,8 +311,7 @@ class InprocChannel final : public ChannelImpl<T> {
   std::optional<T> read_until(Deadline deadline) override {
     lock_channel();
     // capacity() first: a rendezvous channel then skips the buffer.
-    if (buffer_.capacity() != 0 && !buffer_.empty() && writers_.empty() && !poisoned_ && borrower_ == nullptr)
-        [[likely]] {
+    if (buffer_.capacity() != 0 && !buffer_.empty() && writers_.empty() && (slow_ & kReadSlow) == 0) [[likely]] {
       // Fast path of a buffered stream: nobody to wake.
       std::optional<T> value(std::in_place, buffer_.pop());
       lock_.unlock();
@@ -326,8 +330,8 @@ class InprocChannel final : public ChannelImpl<T> {
     lock_channel();
     std::size_t done = 0;
     // The fast path of write_until, for as many values as there is room.
-    if (buffer_.capacity() != 0 && readers_.empty() && buffer_.size() + outside_ < buffer_.capacity() && !poisoned_ &&
-        !retired(Side::reader) && lend_waiter_ == nullptr) {
+    if (buffer_.capacity() != 0 && readers_.empty() && buffer_.size() + outside_ < buffer_.capacity() &&
+        (slow_ & kWriteSlow) == 0) {
       done = std::min(n, buffer_.capacity() - (buffer_.size() + outside_));
       for (std::size_t i = 0; i < done; ++i) buffer_.push(std::move(*values[i]));
     }
@@ -337,8 +341,8 @@ class InprocChannel final : public ChannelImpl<T> {
 
   bool write_until(T& value, Deadline deadline) override {
     lock_channel();
-    if (buffer_.capacity() != 0 && readers_.empty() && buffer_.size() + outside_ < buffer_.capacity() && !poisoned_ &&
-        !retired(Side::reader) && lend_waiter_ == nullptr) [[likely]] {
+    if (buffer_.capacity() != 0 && readers_.empty() && buffer_.size() + outside_ < buffer_.capacity() &&
+        (slow_ & kWriteSlow) == 0) [[likely]] {
       buffer_.push(std::move(value));  // fast path of a buffered stream
       lock_.unlock();
       return true;
@@ -376,7 +380,7 @@ class InprocChannel final : public ChannelImpl<T> {
   }
 
   __attribute__((noinline)) void read_slow_buffered_locked(std::optional<T>& out, Deadline deadline) {
-    if (borrower_ != nullptr || ghost_ != 0) [[unlikely]]
+    if ((slow_ & kBorrowedBit) != 0) [[unlikely]]  // a borrower_ or ghost_ room
       settle_lending_locked();
     Waiter* wake = nullptr;
     const Poll poll = poll_read_impl<true>(out, wake);
@@ -569,6 +573,7 @@ class InprocChannel final : public ChannelImpl<T> {
     lock_.lock();
     ++count(side);
     ever(side) = true;
+    note_readers_retired_locked();
     if (side == Side::reader && borrower_ != nullptr) {  // a second reader: nothing stays lent
       WakeList wakes;
       revoke_locked(&wakes);
@@ -582,6 +587,7 @@ class InprocChannel final : public ChannelImpl<T> {
   void leave(Side side) override {
     lock_.lock();
     if (count(side) > 0 && --count(side) == 0) {
+      note_readers_retired_locked();
       // The side retired: every blocked operation re-examines the channel.
       wake_all_locked(kRetired);
       return;  // unlocked by wake_all_locked
@@ -592,6 +598,7 @@ class InprocChannel final : public ChannelImpl<T> {
   void poison() override {
     lock_.lock();
     poisoned_ = true;
+    slow_ |= kPoisonedBit;
     if (borrower_ != nullptr) revoke_locked(nullptr);  // nothing lent is consumed after poison
     wake_all_locked(kPoisoned);
   }
@@ -602,6 +609,10 @@ class InprocChannel final : public ChannelImpl<T> {
 
  private:
   [[nodiscard]] bool retired(Side side) const noexcept { return ever(side) && count(side) == 0; }
+  /// After a reader joined or left: kReadersRetiredBit follows retired(Side::reader).
+  void note_readers_retired_locked() noexcept {
+    if (retired(Side::reader)) slow_ |= kReadersRetiredBit; else slow_ &= ~kReadersRetiredBit;
+  }
   std::size_t& count(Side side) noexcept { return side == Side::reader ? readers_count_ : writers_count_; }
   [[nodiscard]] std::size_t count(Side side) const noexcept {
     return side == Side::reader ? readers_count_ : writers_count_;
@@ -677,6 +688,7 @@ class InprocChannel final : public ChannelImpl<T> {
   /// room), selected: the caller wakes it once lock_ is dropped (null if none).
   Waiter* take_lend_waiter_locked() noexcept {
     Waiter* w = std::exchange(lend_waiter_, nullptr);
+    slow_ &= ~kLendWaiterBit;
     if (!w) w = std::exchange(lend_room_waiter_, nullptr);
     return w && w->try_select(kWoken) ? w : nullptr;
   }
@@ -684,7 +696,9 @@ class InprocChannel final : public ChannelImpl<T> {
   /// for values needs it (one parked for room waits for the remote).
   Waiter* take_value_waiter_locked() noexcept {
     Waiter* w = std::exchange(lend_waiter_, nullptr);
-    return w && w->try_select(kWoken) ? w : nullptr;
+    if (!w) return nullptr;
+    slow_ &= ~kLendWaiterBit;
+    return w->try_select(kWoken) ? w : nullptr;
   }
 
  public:
@@ -709,6 +723,7 @@ class InprocChannel final : public ChannelImpl<T> {
       b.lend_epoch_ = epoch;
       lent_base_ = lend_word::taken(was);
       borrower_ = &b;
+      slow_ |= kBorrowedBit;
       wakes.add_lender(take_lend_waiter_locked());  // it may lend what is buffered
     }
     lock_.unlock();
@@ -778,6 +793,7 @@ class InprocChannel final : public ChannelImpl<T> {
       if (lend_waiter_ != &park && lend_room_waiter_ != &park) wakes.add_lender(take_lend_waiter_locked());
       lend_waiter_ = lend_room_waiter_ = nullptr;
       (buffer_.empty() ? lend_waiter_ : lend_room_waiter_) = &park;
+      if (lend_waiter_ != nullptr) slow_ |= kLendWaiterBit; else slow_ &= ~kLendWaiterBit;
       return {LendResult::empty, lent_epoch_};
     }
     const auto first = static_cast<std::uint16_t>(lent_base_ + lent_.size());
@@ -861,6 +877,7 @@ class InprocChannel final : public ChannelImpl<T> {
     outside_ -= lent_.size() + consumed;
     ghost_ += consumed;
     outside_ += consumed;
+    if (ghost_ == 0) slow_ &= ~kBorrowedBit;  // else the ghost_ room keeps it set
     while (!lent_.empty()) {
       buffer_.push_front(std::move(lent_.back()));
       lent_.pop_back();
@@ -875,6 +892,7 @@ class InprocChannel final : public ChannelImpl<T> {
   void reclaim_ghost_locked(WakeList& wakes) {
     outside_ -= ghost_;
     ghost_ = 0;
+    if (borrower_ == nullptr) slow_ &= ~kBorrowedBit;
     refill_locked(wakes);
   }
 
@@ -903,6 +921,14 @@ class InprocChannel final : public ChannelImpl<T> {
   }
 
   mutable SpinLock lock_;                  // guards every member below
+  // Bits of slow_: each set exactly while its state holds (file comment).
+  static constexpr std::uint8_t kPoisonedBit = 1;        // poisoned_
+  static constexpr std::uint8_t kReadersRetiredBit = 2;  // retired(Side::reader)
+  static constexpr std::uint8_t kBorrowedBit = 4;        // borrower_ != nullptr || ghost_ != 0
+  static constexpr std::uint8_t kLendWaiterBit = 8;      // lend_waiter_ != nullptr
+  static constexpr std::uint8_t kReadSlow = kPoisonedBit | kBorrowedBit;  // a read must settle lending
+  static constexpr std::uint8_t kWriteSlow = kPoisonedBit | kReadersRetiredBit | kLendWaiterBit;
+  std::uint8_t slow_ = 0;                  // why the buffered fast paths must not run (bits above); beside lock_
   OpQueue readers_;                        // blocked readers (and selects' input guards)
   OpQueue writers_;                        // blocked writers (and selects' output guards)
   detail::ChannelBuffer<T> buffer_;        // capacity 0: rendezvous
