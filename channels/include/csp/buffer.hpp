@@ -59,7 +59,7 @@ class ChannelBuffer {
   }
 
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
-  [[nodiscard]] std::size_t size() const noexcept { return ring_ ? size_ : heap_.size(); }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
   [[nodiscard]] bool empty() const noexcept { return size() == 0; }
   [[nodiscard]] bool full() const noexcept { return size() >= capacity_; }
 
@@ -95,19 +95,21 @@ class ChannelBuffer {
  private:
   __attribute__((noinline)) void heap_push(T&& value) {
     heap_.push_back(std::move(value));
+    ++size_;  // size_ == heap_.size() even if the order throws
     std::push_heap(heap_.begin(), heap_.end(), heap_less_);
   }
   __attribute__((noinline)) T heap_pop() {
     std::pop_heap(heap_.begin(), heap_.end(), heap_less_);
     T value = std::move(heap_.back());
     heap_.pop_back();
+    --size_;
     return value;
   }
 
   std::size_t capacity_ = 0;                      // most values held; 0 = unbuffered
   T* ring_ = nullptr;                             // FIFO slots (no priority order)
   std::size_t head_ = 0;                          // oldest slot of ring_
-  std::size_t size_ = 0;                          // values in ring_
+  std::size_t size_ = 0;                          // values held (in ring_ or heap_)
   std::vector<T> heap_;                           // priority heap (when heap_less_)
   std::function<bool(const T&, const T&)> heap_less_;  // inverted order: a max-heap of "greater"
 };
