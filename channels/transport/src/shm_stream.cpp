@@ -311,14 +311,15 @@ std::int64_t ns_between(csp::detail::Deadline from, csp::detail::Deadline to) no
 // `taskset -c 0`, both sides parking in turn. Such a thread offers the CPU
 // at each clock check of a spin once it has lasted kOfferAfterNs
 // (sched_yield: a switch to the peer when it is runnable there, a fraction
-// of a microsecond when nobody is): 6-7 us per hop. A thread that may run
+// of a microsecond when nobody is): 6-8 us per hop. A thread that may run
 // elsewhere does not: yielding kept two processes that the kernel had
 // placed on one CPU together (both always runnable) for tens of
 // milliseconds, where parking lets a wake-up place them apart (csp-bench
 // pingpong/shm, 2 vCPUs: 1.2-4.7 us per hop against 0.5-0.8 us).
 constexpr std::int64_t kOfferAfterNs = 500;
 
-// Whether the calling thread may run on one CPU only; learnt once per thread.
+// Whether the calling thread may run on one CPU only; learnt once per thread
+// (a later change of its affinity is not seen: this only tunes a spin).
 bool confined_to_one_cpu() noexcept {
   thread_local const bool one = [] {
     cpu_set_t set;
