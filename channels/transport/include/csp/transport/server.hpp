@@ -298,7 +298,9 @@ class ChannelServer final : private csp::detail::Borrower<T> {
   /// Performs `job` now if it can complete now, else hands it to an executor.
   void start(Job&& job, bool poll) {
     const int dir = job.kind == FrameKind::write ? 1 : 0;
-    const auto now = csp::detail::Clock::now();
+    // Only a poll needs the time (hints, linger). Any other request is tried
+    // with a deadline long past, which reads no clock when the partner waits.
+    const auto now = poll ? csp::detail::Clock::now() : Deadline::min();
     const std::int64_t now_ns = now.time_since_epoch().count();
     if (poll) hints_.last_poll_ns[dir].store(now_ns, std::memory_order_relaxed);
     // Try at once: most operations find their partner waiting.
