@@ -148,6 +148,10 @@ ShmOptions without_membarrier(ShmOptions o = {}) {  // seq_cst on both sides
   o.use_membarrier = false;
   return o;
 }
+ShmOptions with_membarrier(ShmOptions o = {}) {  // the parking side runs membarrier (where the kernel has it)
+  o.use_membarrier = true;
+  return o;
+}
 
 void ping_pong(ByteStream& s, int rounds) {
   for (std::uint64_t i = 0; i < static_cast<std::uint64_t>(rounds); ++i) {
@@ -223,7 +227,7 @@ void stream_through_parking(const ShmOptions& options) {
 }
 
 TEST(ShmStream, StreamThroughParkingWithMembarrier) {
-  ShmOptions o = parking_only();
+  ShmOptions o = with_membarrier(parking_only());
   o.ring_bytes = 4096;
   stream_through_parking(o);
 }
@@ -236,6 +240,15 @@ TEST(ShmStream, StreamThroughParkingWithoutMembarrier) {
 
 TEST(ShmStream, ForkPingPongWithoutMembarrier) {
   auto link = csp::transport_detail::make_shm_fork_link(without_membarrier());
+  pid_t pid = fork_child([&] { return echo(*link->child_end()); });
+  auto s = link->parent_end();
+  ping_pong(*s, 20000);
+  s->close();
+  EXPECT_EQ(reap(pid), 0);
+}
+
+TEST(ShmStream, ForkPingPongWithMembarrier) {
+  auto link = csp::transport_detail::make_shm_fork_link(with_membarrier());
   pid_t pid = fork_child([&] { return echo(*link->child_end()); });
   auto s = link->parent_end();
   ping_pong(*s, 20000);
@@ -635,11 +648,11 @@ TEST(ShmAddress, HostAndConnectAcrossProcesses) {
   EXPECT_EQ(shm_leftovers(), 0);
 }
 
-// The host keeps seq_cst and parks at once; the connecting side (defaults)
-// would use membarrier: the two must agree on seq_cst and lose no wake-up.
+// The host would use membarrier and parks at once; the connecting side
+// (defaults) keeps seq_cst: the two must agree on seq_cst and lose no wake-up.
 TEST(ShmAddress, SidesThatDisagreeOnMembarrierStillWork) {
   const std::string name = unique_name("mixed");
-  ShmOptions host_options = without_membarrier(parking_only());
+  ShmOptions host_options = with_membarrier(parking_only());
   host_options.ring_bytes = 4096;
   csp::transport_detail::ShmListener listener(name, host_options);
   pid_t pid = fork_child([&] {

@@ -48,7 +48,9 @@
 //   (an ordinary Dekker). A side publishes light only on a ring whose peer
 //   has set consumer_membarrier / producer_membarrier, and a side that set
 //   it always barriers before parking; so each pair is sound, and a peer
-//   without membarrier keeps both sides on seq_cst.
+//   without membarrier keeps both sides on seq_cst. Off unless asked for
+//   (ShmOptions::use_membarrier, CSP_SHM_MEMBARRIER=1): see shm.hpp for the
+//   figures.
 // - writer_closed is set once by the producer's close(), after its last head
 //   store (release); a consumer that sees it (acquire) and then an empty ring
 //   is at end of stream. reader_closed is set once by the consumer's close().
@@ -287,6 +289,15 @@ bool membarrier_ready() noexcept {
   return ok;
 }
 
+// ShmOptions::use_membarrier when unset: CSP_SHM_MEMBARRIER=1 (read once).
+bool membarrier_by_default() noexcept {
+  static const bool on = [] {
+    const char* v = std::getenv("CSP_SHM_MEMBARRIER");
+    return v != nullptr && v[0] == '1' && v[1] == '\0';
+  }();
+  return on;
+}
+
 // The heavy half of the asymmetric barrier. False if the kernel refused it
 // after all (it worked at registration): the caller then parks with a short
 // timeout, so a wake-up lost to a light peer costs at most that.
@@ -416,7 +427,7 @@ ShmStream::ShmStream(std::shared_ptr<shm_detail::Segment> segment, int side, std
       options.max_spin ? std::max<std::int64_t>(0, options.max_spin->count()) : default_max_spin_ns();
   read_spin_.max_ns = max_spin;
   write_spin_.max_ns = max_spin;
-  asymmetric_ = options.use_membarrier && membarrier_ready();
+  asymmetric_ = options.use_membarrier.value_or(membarrier_by_default()) && membarrier_ready();
   if (asymmetric_) {
     // From now on we barrier before parking on either ring.
     out_->producer_membarrier.store(1, std::memory_order_seq_cst);

@@ -19,10 +19,11 @@
 //   facing a full ring does the same the other way round. Coroutines park in
 //   their worker's epoll reactor (csp::detail::wait_fd), threads in ppoll(2):
 //   blocking never blocks a worker thread. The store-then-load handshake
-//   needs a full barrier on both sides; where the kernel offers
-//   membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) the parking side runs it
-//   and the publishing side needs none, so a small write costs a memcpy and
-//   a release store (see shm_stream.cpp, "Asymmetric barriers").
+//   needs a full barrier on both sides (seq_cst operations). Optionally
+//   (ShmOptions::use_membarrier), where the kernel offers
+//   membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), the parking side runs it
+//   and the publishing side needs none (see shm_stream.cpp, "Asymmetric
+//   barriers"); off by default, since each park then interrupts every CPU.
 // - Peer death: the two sides hold the ends of a unix socket (the "lifeline")
 //   that carries no data; the kernel closes a dead process's end, and a
 //   parked reader or writer waits on it together with its eventfd. So a
@@ -69,10 +70,16 @@ struct ShmOptions {
   std::optional<std::chrono::nanoseconds> max_spin;
   /// Let a parking side pay for the wake-up handshake with
   /// membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), so that publishing bytes
-  /// needs no full barrier (much faster small writes). Used only where the
-  /// kernel offers it, and only between two sides that both agree; false
-  /// keeps this side on seq_cst operations.
-  bool use_membarrier = true;
+  /// needs no full barrier. Used only where the kernel offers it, and only
+  /// between two sides that both agree; false keeps this side on seq_cst
+  /// operations. Unset: CSP_SHM_MEMBARRIER=1 turns it on, else off. Off by
+  /// default because every park then interrupts every CPU running one of
+  /// our processes (an IPI, a VM exit on a VM), and the waits that park are
+  /// the ones where that hurts most: on the 2-vCPU VM, commstime with two
+  /// os_process children went from 62-73 to 41-43 us per communication
+  /// without it (csp-bench, 2 alternated rounds), and a spinning ping-pong
+  /// or stream did not measurably gain from it.
+  std::optional<bool> use_membarrier;
 };
 
 namespace shm_detail {
