@@ -437,8 +437,7 @@ double os_stream(const char* kind, std::size_t size, std::uint64_t n) {
             if (acks.read() != 0) throw std::runtime_error("stream: bad ready signal");
             std::uint64_t i = 0;
             const double warm_until = now_s() + kOsWarmUpS;
-            while (now_s() < warm_until)
-              for (const std::uint64_t end = i + 64; i < end; ++i) out.write(make_msg(size, i));
+            while (now_s() < warm_until) out.write(make_msg(size, i++));
             t0 = now_s();
             for (const std::uint64_t end = i + n; i < end; ++i) out.write(make_msg(size, i));
             out.retire();  // the receiver counts until the writers retire
@@ -494,9 +493,8 @@ double os_stream_up(const char* kind, std::size_t size, std::uint64_t n) {
           [n, size](csp::Writer<Msg> out, csp::Reader<std::uint64_t> start, csp::Writer<std::uint64_t> warmed) {
             if (start.read() != 0) throw std::runtime_error("stream-up: bad start signal");
             std::uint64_t i = 0;
-            const auto warm_until = std::chrono::steady_clock::now() + std::chrono::duration<double>(kOsWarmUpS);
-            while (std::chrono::steady_clock::now() < warm_until)
-              for (const std::uint64_t end = i + 64; i < end; ++i) out.write(make_msg(size, i));
+            const double warm_until = now_s() + kOsWarmUpS;
+            while (now_s() < warm_until) out.write(make_msg(size, i++));
             warmed.write(i);
             for (const std::uint64_t end = i + n; i < end; ++i) out.write(make_msg(size, i));
           },
