@@ -183,14 +183,18 @@ TEST(ShmStream, ForkPingPongFromPlainThread) {
   EXPECT_EQ(reap(pid), 0);
 }
 
-TEST(ShmStream, ForkPingPongWithParkingOnly) {
-  // Every wait parks on the eventfd, on both sides.
-  auto link = csp::transport_detail::make_shm_fork_link(parking_only());
+// A forked child echoes `rounds` ping-pong messages over a link with `options`.
+void fork_ping_pong(const ShmOptions& options, int rounds) {
+  auto link = csp::transport_detail::make_shm_fork_link(options);
   pid_t pid = fork_child([&] { return echo(*link->child_end()); });
   auto s = link->parent_end();
-  ping_pong(*s, 2000);
+  ping_pong(*s, rounds);
   s->close();
   EXPECT_EQ(reap(pid), 0);
+}
+
+TEST(ShmStream, ForkPingPongWithParkingOnly) {
+  fork_ping_pong(parking_only(), 2000);  // every wait parks on the eventfd, on both sides
 }
 
 // Both sides park on every wait and the ring holds one page, so nearly every
@@ -238,23 +242,9 @@ TEST(ShmStream, StreamThroughParkingWithoutMembarrier) {
   stream_through_parking(o);
 }
 
-TEST(ShmStream, ForkPingPongWithoutMembarrier) {
-  auto link = csp::transport_detail::make_shm_fork_link(without_membarrier());
-  pid_t pid = fork_child([&] { return echo(*link->child_end()); });
-  auto s = link->parent_end();
-  ping_pong(*s, 20000);
-  s->close();
-  EXPECT_EQ(reap(pid), 0);
-}
+TEST(ShmStream, ForkPingPongWithoutMembarrier) { fork_ping_pong(without_membarrier(), 20000); }
 
-TEST(ShmStream, ForkPingPongWithMembarrier) {
-  auto link = csp::transport_detail::make_shm_fork_link(with_membarrier());
-  pid_t pid = fork_child([&] { return echo(*link->child_end()); });
-  auto s = link->parent_end();
-  ping_pong(*s, 20000);
-  s->close();
-  EXPECT_EQ(reap(pid), 0);
-}
+TEST(ShmStream, ForkPingPongWithMembarrier) { fork_ping_pong(with_membarrier(), 20000); }
 
 // The writer streams 100 MB in writes of many sizes (up to 3x the ring);
 // the reader reads with many buffer sizes, checks every byte and answers
