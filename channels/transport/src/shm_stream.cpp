@@ -323,11 +323,23 @@ std::int64_t ns_between(csp::detail::Deadline from, csp::detail::Deadline to) no
 // at each clock check of a spin once it has lasted kOfferAfterNs
 // (sched_yield: a switch to the peer when it is runnable there, a fraction
 // of a microsecond when nobody is): 6-8 us per hop. A thread that may run
-// elsewhere does not: yielding kept two processes that the kernel had
-// placed on one CPU together (both always runnable) for tens of
-// milliseconds, where parking lets a wake-up place them apart (csp-bench
-// pingpong/shm, 2 vCPUs: 1.2-4.7 us per hop against 0.5-0.8 us).
+// elsewhere waits longer first (kYieldAfterNs): session 9 measured that
+// yielding in every spin (then with membarrier on) kept two processes that
+// the kernel had placed on one CPU together for tens of milliseconds
+// (csp-bench pingpong/shm, 2 vCPUs, no warm-up: 1.2-4.7 us per hop against
+// 0.5-0.8 us).
 constexpr std::int64_t kOfferAfterNs = 500;
+// Any other thread offers its CPU once a spin has lasted kYieldAfterNs: a
+// wait that long means the peer is not answering at once, and with more
+// busy threads than CPUs (an os_process network of three processes on two
+// CPUs, each spinning) the peer may be waiting for our CPU. Measured with
+// membarrier off (CSP_SHM_MEMBARRIER): csp-bench commstime/shm (two
+// os_process children) 35-45 -> 9.5-18 us per communication; ping-pong and
+// streams, whose waits end sooner, unchanged (8 B hop 329-337 against
+// 353-390 ns, 4 KiB 1,304-1,375 against 1,275 ns). Yielding at every check
+// from the start cost a 4 KiB ping-pong hop 30% (a sched_yield in each
+// short wait).
+constexpr std::int64_t kYieldAfterNs = 2000;
 
 // Whether the calling thread may run on one CPU only; learnt once per thread
 // (a later change of its affinity is not seen: this only tunes a spin).
@@ -655,7 +667,7 @@ ShmStream::Wait ShmStream::wait_for_data(Deadline deadline) {
       if (start == csp::detail::Clock::time_point{}) start = now;
       const std::int64_t spun = ns_between(start, now);
       if (spun >= limit || now >= deadline) break;
-      if (spun >= kOfferAfterNs && confined_to_one_cpu()) ::sched_yield();
+      if (spun >= (confined_to_one_cpu() ? kOfferAfterNs : kYieldAfterNs)) ::sched_yield();
     }
     if (i % 4 == 0 && in_coroutine) csp::yield();  // let this worker's other processes run
   }
@@ -717,7 +729,7 @@ ShmStream::Wait ShmStream::wait_for_space(std::uint64_t wanted) {
       if (start == csp::detail::Clock::time_point{}) start = now;
       const std::int64_t spun = ns_between(start, now);
       if (spun >= limit) break;
-      if (spun >= kOfferAfterNs && confined_to_one_cpu()) ::sched_yield();
+      if (spun >= (confined_to_one_cpu() ? kOfferAfterNs : kYieldAfterNs)) ::sched_yield();
     }
     if (i % 4 == 0 && in_coroutine) csp::yield();
   }

@@ -76,7 +76,7 @@ struct ShmOptions {
   /// default because every park then interrupts every CPU running one of
   /// our processes (an IPI, a VM exit on a VM), and the waits that park are
   /// the ones where that hurts most: on the 2-vCPU VM, commstime with two
-  /// os_process children went from 62-73 to 41-43 us per communication
+  /// os_process children went from 62-73 to 41-47 us per communication
   /// without it (csp-bench, 2 alternated rounds), and a spinning ping-pong
   /// or stream did not measurably gain from it.
   std::optional<bool> use_membarrier;
