@@ -232,6 +232,7 @@ class SocketListener final : public FdListenerBase {
       int c = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (c >= 0) {
         if (tcp_) tune_tcp(c);
+        else widen_unix_send_buffer(c);
         return std::make_unique<FdStream>(c, c, describe_peer(c, peer));
       }
       switch (errno) {
@@ -494,6 +495,7 @@ std::unique_ptr<ByteStream> dial_unix(const Address& a, std::string& why) {
   std::memcpy(addr.sun_path, a.path.c_str(), a.path.size() + 1);
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw_system_error("csp: cannot connect to " + a.text + ": socket");
+  widen_unix_send_buffer(fd);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
     return std::make_unique<FdStream>(fd, fd, a.text);
   why = std::strerror(errno);

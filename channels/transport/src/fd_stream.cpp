@@ -543,6 +543,7 @@ std::unique_ptr<ForkLink> make_socketpair_link() {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0)
     throw_system_error("csp: socketpair");
+  for (int fd : sv) widen_unix_send_buffer(fd);
   return std::make_unique<FdForkLink>(sv[0], sv[0], sv[1], sv[1], "unix socket");
 }
 
@@ -583,6 +584,12 @@ std::unique_ptr<ForkLink> make_tcp_link() {
 }
 
 }  // namespace
+
+void widen_unix_send_buffer(int fd) noexcept {
+  int bytes = kUnixSendBuffer;
+  if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0)
+    (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);  // capped at net.core.wmem_max
+}
 
 std::unique_ptr<ForkLink> make_fork_link(LinkKind kind) {
   switch (kind) {
