@@ -485,7 +485,10 @@ bool Worker::remove_timer(TimerNode* node) noexcept {
 }
 
 int Worker::run_timers() noexcept {
-  if (timer_count_.load(std::memory_order_relaxed) == 0) return -1;
+  if (timer_count_.load(std::memory_order_relaxed) == 0) {
+    next_timer_ = Clock::time_point::max();
+    return -1;
+  }
   auto now = Clock::now();
   std::unique_lock lock(timers_mutex_);
   while (!timers_.empty() && timers_.front()->deadline_ <= now) {
@@ -497,6 +500,7 @@ int Worker::run_timers() noexcept {
     sched_.live_.fetch_sub(kSource, std::memory_order_acq_rel);
   }
   timer_count_.store(timers_.size(), std::memory_order_relaxed);
+  next_timer_ = timers_.empty() ? Clock::time_point::max() : timers_.front()->deadline_;
   if (timers_.empty()) return -1;
   auto ms = std::chrono::ceil<std::chrono::milliseconds>(timers_.front()->deadline_ - now).count();
   return static_cast<int>(std::clamp<long long>(ms, 0, 1000 * 60));
@@ -536,6 +540,7 @@ void Worker::run() {
   main_tsan_fiber_ = __tsan_get_current_fiber();
 #endif
   const auto spin = std::chrono::microseconds(sched_.config_.spin_us);
+  fd_spin_.max_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(spin).count();
   // Steal only from a worker whose queue made no progress for a while: a
   // queue that its owner drains quickly belongs to processes that talk to
   // each other, and moving one of them to another core would turn every
@@ -578,12 +583,19 @@ void Worker::run() {
     Task* stolen = nullptr;
     bool found = false;
     auto now = Clock::now();
-    // No spin while any worker waits for fds: the wake-up comes from another
-    // OS process, which needs the CPU a spin would take (and an fd's
-    // readiness shows only in its worker's epoll_wait anyway).
+    // No spin for work while any worker waits for fds: the wake-up comes
+    // from another OS process, which needs the CPU a spin would take (and
+    // an fd's readiness shows only in its worker's epoll_wait anyway). A
+    // worker whose tasks wait for a quick answer on a pipe or socket polls
+    // its fds for a while instead, yielding its CPU between polls.
     bool fd_waits = false;
     for (auto& w : sched_.workers_) fd_waits = fd_waits || w->fd_count_.load(std::memory_order_relaxed) != 0;
-    const auto until = fd_waits ? now : now + spin;
+    // A spin ends when a timer is due (run_timers just set next_timer_) or
+    // when one is added or removed (another thread's, which may be due sooner).
+    const std::size_t timers_seen = timer_count_.load(std::memory_order_relaxed);
+    if (soon_fd_count_.load(std::memory_order_relaxed) != 0 && spin.count() != 0 && spin_for_fds(now, timers_seen))
+      continue;
+    const auto until = std::min(fd_waits ? now : now + spin, next_timer_);
     auto next_look = now + patience;
     spinning_.store(true, std::memory_order_relaxed);
     if (slept) {
@@ -596,7 +608,7 @@ void Worker::run() {
     while (now < until && !found) {
       for (int i = 0; i < 32; ++i) __builtin_ia32_pause();
       if (queue_size_.load(std::memory_order_relaxed) || runnext_.load(std::memory_order_relaxed) ||
-          timer_count_.load(std::memory_order_relaxed) || stop_.load(std::memory_order_relaxed) ||
+          timer_count_.load(std::memory_order_relaxed) != timers_seen || stop_.load(std::memory_order_relaxed) ||
           sched_.fork_gate_.load(std::memory_order_relaxed)) {
         found = true;
         break;
@@ -649,6 +661,33 @@ void Worker::run() {
     sleeping_.store(false, std::memory_order_relaxed);
     make_busy();
   }
+}
+
+bool Worker::spin_for_fds(Clock::time_point now, std::size_t timers_seen) noexcept {
+  if (now < fd_spin_contended_until_) return false;
+  const auto start = now;
+  const auto until = std::min(start + std::chrono::nanoseconds(fd_spin_.next_limit_ns()), next_timer_);
+  bool found = false;
+  while (now < until) {
+    const auto before = now;
+    ::sched_yield();
+    poll_fds(0);
+    if (runnext_.load(std::memory_order_relaxed) || queue_size_.load(std::memory_order_relaxed) ||
+        timer_count_.load(std::memory_order_relaxed) != timers_seen || stop_.load(std::memory_order_relaxed) ||
+        sched_.fork_gate_.load(std::memory_order_relaxed)) {
+      found = true;
+      break;
+    }
+    now = Clock::now();
+    if (now - before > kFdSpinDescheduled) {  // lost the CPU: contended, stop spinning for a while
+      fd_spin_contended_until_ = now + kFdSpinPause;
+      fd_spin_.learn(std::numeric_limits<std::int64_t>::max());
+      return false;
+    }
+  }
+  const auto waited = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+  fd_spin_.learn(found ? waited : std::numeric_limits<std::int64_t>::max());
+  return found;
 }
 
 Task* Worker::steal_from(Worker& victim) noexcept {

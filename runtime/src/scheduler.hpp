@@ -201,6 +201,9 @@ class Worker {
   /// Steals half of `victim`'s queue (or local_); returns one to run (others
   /// queued here).
   Task* steal_from(Worker& victim) noexcept;
+  /// Idle with fds to wait for: polls them (yielding the CPU between polls)
+  /// for up to fd_spin_'s bound; true once there is something to run.
+  bool spin_for_fds(Clock::time_point now, std::size_t timers_seen) noexcept;
   [[nodiscard]] bool has_queued() const noexcept {
     return queue_size_.load(std::memory_order_relaxed) != 0 || local_size_.load(std::memory_order_relaxed) != 0;
   }
@@ -257,6 +260,12 @@ class Worker {
   bool asymmetric_ = false;              // thieves run membarrier; else enter() fences
   std::atomic<bool> sleeping_{false};    // in epoll_wait (or about to be)
   std::atomic<bool> spinning_{false};    // idle, looking for work before it sleeps
+  // Polling this worker's fds before it sleeps (spin_for_fds), owner only.
+  std::atomic<unsigned> soon_fd_count_{0};  // fd waits in epoll_fd_ passed `soon` (wait_fd)
+  SpinBudget fd_spin_;
+  Clock::time_point fd_spin_contended_until_{};  // no fd spin before this
+  static constexpr auto kFdSpinDescheduled = std::chrono::microseconds(200);
+  static constexpr auto kFdSpinPause = std::chrono::milliseconds(20);
   std::vector<Task*> steal_buffer_;      // steal_from's scratch (owner thread only)
   std::atomic<bool> idle_counted_{false};
   std::atomic<bool> stop_{false};
@@ -265,6 +274,7 @@ class Worker {
   std::mutex timers_mutex_;              // guards timers_ and every node's index_
   std::vector<TimerNode*> timers_;       // min-heap by deadline
   std::atomic<std::size_t> timer_count_{0};
+  Clock::time_point next_timer_ = Clock::time_point::max();  // earliest deadline as of run_timers (owner only)
   std::mutex fd_mutex_;                  // guards FdWait nodes during dispatch
   std::atomic<std::size_t> fd_count_{0};
 #if defined(CSP_ASAN)

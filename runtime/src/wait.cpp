@@ -220,7 +220,7 @@ void sleep_until(std::chrono::steady_clock::time_point deadline) {
 
 namespace detail {
 
-bool wait_fd(int fd, std::uint32_t events, Deadline deadline, const char* what) {
+bool wait_fd(int fd, std::uint32_t events, Deadline deadline, const char* what, bool soon) {
   Task* self = current_task();
   if (!self) {
     pollfd p{fd, static_cast<short>(events), 0};
@@ -252,7 +252,9 @@ bool wait_fd(int fd, std::uint32_t events, Deadline deadline, const char* what) 
   ev.data.ptr = &node;
   scheduler().live_.fetch_add(kSource, std::memory_order_acq_rel);
   home->fd_count_.fetch_add(1);
+  if (soon) home->soon_fd_count_.fetch_add(1, std::memory_order_relaxed);
   if (::epoll_ctl(home->epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (soon) home->soon_fd_count_.fetch_sub(1, std::memory_order_relaxed);
     home->fd_count_.fetch_sub(1);
     scheduler().live_add(-kSource);
     throw_system_error("csp: epoll_ctl ADD fd " + std::to_string(fd));
@@ -263,6 +265,7 @@ bool wait_fd(int fd, std::uint32_t events, Deadline deadline, const char* what) 
     std::lock_guard lock(home->fd_mutex_);  // waits for a dispatch in progress
     ::epoll_ctl(home->epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
   }
+  if (soon) home->soon_fd_count_.fetch_sub(1, std::memory_order_relaxed);
   home->fd_count_.fetch_sub(1);
   scheduler().live_add(-kSource);
   return token != kTimedOut;

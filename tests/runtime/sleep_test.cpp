@@ -6,6 +6,7 @@
 // report). Timing checks are generous upper bounds; the machine is shared.
 // Run by ctest with CSP_WORKERS=1 and 4.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -102,6 +103,24 @@ TEST(Sleep, ParksTheProcessNotTheWorker) {
     return seen;
   });
   EXPECT_TRUE(ran_during_sleep);
+}
+
+// CPU time (user + system) this process used so far.
+std::chrono::microseconds cpu_time() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto us = [](const timeval& t) { return std::chrono::seconds(t.tv_sec) + std::chrono::microseconds(t.tv_usec); };
+  return us(u.ru_utime) + us(u.ru_stime);
+}
+
+TEST(Sleep, ASleepingProcessLeavesItsWorkerAsleep) {
+  // The worker of a sleeping process has nothing to run: it may spin for
+  // microseconds, then sleeps until the timer is due. (It once kept
+  // spinning while any timer was armed: a whole CPU per sleeping worker.)
+  const auto before = cpu_time();
+  csp::Parallel(csp::process([] { csp::sleep_for(400ms); }));
+  const auto used = cpu_time() - before;
+  EXPECT_LT(used, 200ms) << "a 400 ms sleep cost " << used.count() << " us of CPU";
 }
 
 TEST(Sleep, ThousandProcessesSleepAtOnce) {

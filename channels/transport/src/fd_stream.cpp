@@ -180,7 +180,17 @@ std::int64_t ns_between(Clock::time_point from, Clock::time_point to) noexcept {
 // a 5 us coroutine spin, loaded commstime went 13.3 -> 16.2 us/comm (pipe),
 // 17.5 -> 24.8 (unix), and 4 KiB stream-up 388 k -> 229 k msg/s (pipe);
 // without it these stay at the base figures, and on an idle machine the
-// child's spin keeps most of the gain.
+// child's spin keeps most of the gain. Its waits are marked `soon`
+// (wait_fd) instead: once the worker has nothing to run it polls its whole
+// reactor (epoll_wait without a timeout, sched_yield between polls; see
+// Worker::spin_for_fds) before it sleeps, so an answer that comes while the
+// worker is idle anyway finds it awake, and a worker with work never
+// spins. Without that poll the parent of a unix-socket ping-pong slept in
+// epoll_wait for each of the two frames it waits for per round trip (2
+// context switches per round trip, against 0.2 over a pipe, whose frames
+// happened to arrive before the worker slept); with it, csp-bench
+// ping-pong hops 8 B / 4 KiB / 64 KiB: unix 17 / 21 / 28 -> 8-9.6 / 9 / 17
+// us, tcp 24 / 26-27 / 40 -> 11-14 / 12-17 / 27-30 us, pipe 4 KiB 10 -> 8.
 //
 // How long (SpinBudget, per stream and role): up to max_ns
 // (CSP_FD_SPIN_US, 50 us), adaptively as the shm ring: after a few waits in
@@ -293,7 +303,7 @@ class FdStream::Wait {
         break;
       }
     }
-    if (csp::detail::wait_fd(fd, events, deadline_, what)) return true;
+    if (csp::detail::wait_fd(fd, events, deadline_, what, /*soon=*/true)) return true;
     timed_out(Clock::now());
     return false;
   }
@@ -453,7 +463,7 @@ std::optional<std::size_t> FdStream::read_some(void* data, std::size_t n, Deadli
   // wait first, saving a read(2).
   const auto now = Clock::now();
   if (wait_first_read_ || (drained_ && deadline > now && (read_spin_.max_ns == 0 || cpus_contended(now)))) {
-    if (!csp::detail::wait_fd(read_fd_, EPOLLIN | EPOLLRDHUP, deadline, "read")) return std::nullopt;
+    if (!csp::detail::wait_fd(read_fd_, EPOLLIN | EPOLLRDHUP, deadline, "read", /*soon=*/!wait_first_read_)) return std::nullopt;
     wait_first_read_ = false;
   }
   Wait wait(read_spin_, deadline);

@@ -78,7 +78,10 @@ namespace detail {
 /// Parks the caller until `fd` reports one of `events` (EPOLLIN/EPOLLOUT
 /// bits), an error or hang-up, or the deadline passes. Returns false on
 /// timeout. Coroutines wait in their worker's epoll reactor; threads in poll(2).
-bool wait_fd(int fd, std::uint32_t events, Deadline deadline, const char* what = "fd");
+/// `soon`: readiness is likely within microseconds (the answer of a peer
+/// that is running, on a pipe or socket): an idle worker with such a wait
+/// polls its fds for a while (Config::spin_us, adaptively) before it sleeps.
+bool wait_fd(int fd, std::uint32_t events, Deadline deadline, const char* what = "fd", bool soon = false);
 
 /// Resets the runtime in a freshly forked child: the parent's workers do not
 /// exist there, so the child starts its own on first use.
