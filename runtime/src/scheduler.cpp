@@ -607,9 +607,7 @@ void Worker::run() {
     slept = false;
     while (now < until && !found) {
       for (int i = 0; i < 32; ++i) __builtin_ia32_pause();
-      if (queue_size_.load(std::memory_order_relaxed) || runnext_.load(std::memory_order_relaxed) ||
-          timer_count_.load(std::memory_order_relaxed) != timers_seen || stop_.load(std::memory_order_relaxed) ||
-          sched_.fork_gate_.load(std::memory_order_relaxed)) {
+      if (spin_should_end(timers_seen)) {
         found = true;
         break;
       }
@@ -663,6 +661,12 @@ void Worker::run() {
   }
 }
 
+bool Worker::spin_should_end(std::size_t timers_seen) const noexcept {
+  return queue_size_.load(std::memory_order_relaxed) || runnext_.load(std::memory_order_relaxed) ||
+         timer_count_.load(std::memory_order_relaxed) != timers_seen || stop_.load(std::memory_order_relaxed) ||
+         sched_.fork_gate_.load(std::memory_order_relaxed);
+}
+
 bool Worker::spin_for_fds(Clock::time_point now, std::size_t timers_seen) noexcept {
   if (now < fd_spin_contended_until_) return false;
   const auto start = now;
@@ -672,9 +676,7 @@ bool Worker::spin_for_fds(Clock::time_point now, std::size_t timers_seen) noexce
     const auto before = now;
     ::sched_yield();
     poll_fds(0);
-    if (runnext_.load(std::memory_order_relaxed) || queue_size_.load(std::memory_order_relaxed) ||
-        timer_count_.load(std::memory_order_relaxed) != timers_seen || stop_.load(std::memory_order_relaxed) ||
-        sched_.fork_gate_.load(std::memory_order_relaxed)) {
+    if (spin_should_end(timers_seen)) {
       found = true;
       break;
     }

@@ -204,6 +204,9 @@ class Worker {
   /// Idle with fds to wait for: polls them (yielding the CPU between polls)
   /// for up to fd_spin_'s bound; true once there is something to run.
   bool spin_for_fds(Clock::time_point now, std::size_t timers_seen) noexcept;
+  /// An idle spin found something to do: a task queued or woken, a timer
+  /// added or removed since it counted `timers_seen`, a stop or a fork.
+  [[nodiscard]] bool spin_should_end(std::size_t timers_seen) const noexcept;
   [[nodiscard]] bool has_queued() const noexcept {
     return queue_size_.load(std::memory_order_relaxed) != 0 || local_size_.load(std::memory_order_relaxed) != 0;
   }
