@@ -671,6 +671,7 @@ bool Worker::spin_for_fds(Clock::time_point now, std::size_t timers_seen) noexce
   if (now < fd_spin_contended_until_) return false;
   const auto start = now;
   const auto until = std::min(start + std::chrono::nanoseconds(fd_spin_.next_limit_ns()), next_timer_);
+  if (until <= now) return false;  // a timer is due: it goes first, and says nothing about the fds
   bool found = false;
   while (now < until) {
     const auto before = now;

@@ -182,7 +182,7 @@ std::int64_t ns_between(Clock::time_point from, Clock::time_point to) noexcept {
 // without it these stay at the base figures, and on an idle machine the
 // child's spin keeps most of the gain. Its waits are marked `soon`
 // (wait_fd) instead: once the worker has nothing to run it polls its whole
-// reactor (epoll_wait without a timeout, sched_yield between polls; see
+// reactor (epoll_wait with a zero timeout, sched_yield between polls; see
 // Worker::spin_for_fds) before it sleeps, so an answer that comes while the
 // worker is idle anyway finds it awake, and a worker with work never
 // spins. Without that poll the parent of a unix-socket ping-pong slept in
