@@ -668,7 +668,7 @@ bool Worker::spin_should_end(std::size_t timers_seen) const noexcept {
 }
 
 bool Worker::spin_for_fds(Clock::time_point now, std::size_t timers_seen) noexcept {
-  if (now < fd_spin_contended_until_) return false;
+  if (cpus_contended(now)) return false;
   const auto start = now;
   const auto until = std::min(start + std::chrono::nanoseconds(fd_spin_.next_limit_ns()), next_timer_);
   if (until <= now) return false;  // a timer is due: it goes first, and says nothing about the fds
@@ -682,8 +682,8 @@ bool Worker::spin_for_fds(Clock::time_point now, std::size_t timers_seen) noexce
       break;
     }
     now = Clock::now();
-    if (now - before > kFdSpinDescheduled) {  // lost the CPU: contended, stop spinning for a while
-      fd_spin_contended_until_ = now + kFdSpinPause;
+    if (now - before > std::chrono::nanoseconds(kDescheduledNs)) {  // lost the CPU: no spin for a while
+      note_cpus_contended(now);
       fd_spin_.learn(std::numeric_limits<std::int64_t>::max());
       return false;
     }

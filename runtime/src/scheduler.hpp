@@ -266,9 +266,6 @@ class Worker {
   // Polling this worker's fds before it sleeps (spin_for_fds), owner only.
   std::atomic<unsigned> soon_fd_count_{0};  // fd waits in epoll_fd_ passed `soon` (wait_fd)
   SpinBudget fd_spin_;
-  Clock::time_point fd_spin_contended_until_{};  // no fd spin before this
-  static constexpr auto kFdSpinDescheduled = std::chrono::microseconds(200);
-  static constexpr auto kFdSpinPause = std::chrono::milliseconds(20);
   std::vector<Task*> steal_buffer_;      // steal_from's scratch (owner thread only)
   std::atomic<bool> idle_counted_{false};
   std::atomic<bool> stop_{false};

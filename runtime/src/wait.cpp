@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <ctime>
@@ -202,6 +203,46 @@ void spawn(std::shared_ptr<SpawnState> state, std::unique_ptr<ProcessBody> body,
   Parker* self = current_parker();
   self->spawned_.push_back(state);
   start(std::move(body), &state->latch_, placement);
+}
+
+// ---- contended CPUs (csp/detail/spin_budget.hpp) ----
+namespace {
+// The system calls of one round of a yielding spin take about a
+// microsecond, or as long as another of our threads runs after the yield
+// (tens of microseconds: a home's frame server, a worker's idle spin). A
+// round longer than kDescheduledNs means a thread that does not yield had
+// the CPU: another program's, for a time slice (0.75 ms and up).
+constexpr std::int64_t kContendedForNs = 20'000'000;
+// Each spin after a contended period is a probe that may lose a time slice;
+// while probes keep finding the CPUs contended, the period doubles up to
+// this.
+constexpr std::int64_t kMaxContendedForNs = 1'000'000'000;
+
+// Until when (steady clock, ns) the CPUs count as contended. Any thread of
+// this process may set it; relaxed, since a stale value only misjudges one
+// spin.
+std::atomic<std::int64_t> g_contended_until_ns{0};
+// The length of the last contended period.
+std::atomic<std::int64_t> g_contended_for_ns{kContendedForNs};
+
+std::int64_t since_epoch_ns(Clock::time_point t) noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+}  // namespace
+
+bool cpus_contended(Clock::time_point now) noexcept {
+  return since_epoch_ns(now) < g_contended_until_ns.load(std::memory_order_relaxed);
+}
+
+// No spinning for a while, twice as long as last time if that period ended
+// less than its own length ago.
+void note_cpus_contended(Clock::time_point now) noexcept {
+  const std::int64_t t = since_epoch_ns(now);
+  const std::int64_t last = g_contended_for_ns.load(std::memory_order_relaxed);
+  const bool again = t < g_contended_until_ns.load(std::memory_order_relaxed) + last;
+  const std::int64_t period = again ? std::min(2 * last, kMaxContendedForNs) : kContendedForNs;
+  g_contended_for_ns.store(period, std::memory_order_relaxed);
+  g_contended_until_ns.store(t + period, std::memory_order_relaxed);
 }
 
 std::uint64_t next_process_id() noexcept {

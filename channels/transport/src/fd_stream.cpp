@@ -199,9 +199,10 @@ std::int64_t ns_between(Clock::time_point from, Clock::time_point to) noexcept {
 //
 // When not at all (process-wide): when the CPUs are contended. A spin that
 // finds it lost its CPU to another thread (its system calls took longer
-// than kDescheduledNs) parks, and no wait of this process spins for the
-// next kContendedForNs (doubling, up to kMaxContendedForNs, while the spins
-// after each such period keep losing their CPU). On busy CPUs spinning
+// than kDescheduledNs) parks, and no wait of this process spins (nor an
+// idle worker polls its reactor) for the next 20 ms, doubling up to 1 s
+// while the spins after each such period keep losing their CPU (the
+// runtime keeps that record: csp/detail/spin_budget.hpp). On busy CPUs spinning
 // does not pay: a vCPU that does not halt wakes a thread quickly anyway, a
 // thread that parks is woken ahead of the threads that kept running (the
 // scheduler credits sleepers), and a sched_yield may wait out another
@@ -216,46 +217,9 @@ std::int64_t ns_between(Clock::time_point from, Clock::time_point to) noexcept {
 // hops from 8.5 to 17 us. The contended-CPU check above bounds what a
 // yield can cost.
 namespace {
-// The system calls of one round of a spin (sched_yield(2) and poll(2)) take
-// about a microsecond, or as long as another of our threads runs after the
-// yield (tens of microseconds: a home's frame server, a worker's idle spin).
-// When they took longer than this, a thread that does not yield had the
-// CPU: another program's, for a time slice (0.75 ms and up).
-constexpr std::int64_t kDescheduledNs = 200'000;
-constexpr std::int64_t kContendedForNs = 20'000'000;
-// Each spin after a contended period is a probe that may lose a time slice;
-// while probes keep finding the CPUs contended, the period doubles up to
-// this.
-constexpr std::int64_t kMaxContendedForNs = 1'000'000'000;
 // What a wait whose spin lost its CPU counts as: a long one.
 constexpr std::int64_t kDescheduledWait = std::numeric_limits<std::int64_t>::max();
-
-// Until when (steady clock, ns) the CPUs count as contended. Any thread of
-// this process may set it; relaxed, since a stale value only misjudges one
-// spin.
-std::atomic<std::int64_t> g_contended_until_ns{0};
-
-std::int64_t since_epoch_ns(Clock::time_point t) noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-
-// The length of the last contended period.
-std::atomic<std::int64_t> g_contended_for_ns{kContendedForNs};
-
-bool cpus_contended(Clock::time_point now) noexcept {
-  return since_epoch_ns(now) < g_contended_until_ns.load(std::memory_order_relaxed);
-}
-
-// A spin lost its CPU at `now`: no spinning for a while, twice as long as
-// last time if that period ended less than its own length ago.
-void note_contended(Clock::time_point now) noexcept {
-  const std::int64_t t = since_epoch_ns(now);
-  const std::int64_t last = g_contended_for_ns.load(std::memory_order_relaxed);
-  const bool again = t < g_contended_until_ns.load(std::memory_order_relaxed) + last;
-  const std::int64_t period = again ? std::min(2 * last, kMaxContendedForNs) : kContendedForNs;
-  g_contended_for_ns.store(period, std::memory_order_relaxed);
-  g_contended_until_ns.store(t + period, std::memory_order_relaxed);
-}
+using csp::detail::cpus_contended;
 }  // namespace
 
 
@@ -297,9 +261,9 @@ class FdStream::Wait {
       ::sched_yield();
       if (::poll(&probe, 1, 0) != 0) return true;  // ready, hung up or failed: the call tells
       now = Clock::now();
-      if (ns_between(before, now) > kDescheduledNs) {
+      if (ns_between(before, now) > csp::detail::kDescheduledNs) {
         descheduled_ = true;
-        note_contended(now);
+        csp::detail::note_cpus_contended(now);
         break;
       }
     }

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 
@@ -53,5 +54,16 @@ struct SpinBudget {
       ++long_waits;
   }
 };
+
+// Contended CPUs, process-wide (wait.cpp). A spin that yields its CPU
+// between polls (a pipe or socket wait of a thread, an idle worker polling
+// its reactor) and finds one round took longer than kDescheduledNs lost the
+// CPU to another program, for a time slice: it stops, calls
+// note_cpus_contended(), and no such spin of this process runs while
+// cpus_contended() (20 ms, doubling up to 1 s while the probes after each
+// period keep losing their CPU).
+inline constexpr std::int64_t kDescheduledNs = 200'000;
+bool cpus_contended(std::chrono::steady_clock::time_point now) noexcept;
+void note_cpus_contended(std::chrono::steady_clock::time_point now) noexcept;
 
 }  // namespace csp::detail
