@@ -9,8 +9,9 @@
 namespace cspbench {
 
 std::vector<std::size_t> default_sizes(bool full) {
-  if (full) return {8, 64, 512, 4096, 32768, 262144, 1048576};
-  return {8, 4096, 65536, 1048576};
+  // Quick: exactly the sizes issue 4's targets name. Full adds steps between.
+  if (full) return {8, 64, 512, 4096, 32768, 65536, 262144, 1048576};
+  return {8, 64, 4096, 65536, 1048576};
 }
 int default_reps(bool full) { return full ? 7 : 3; }
 double default_target(bool full) { return full ? 0.3 : 0.05; }
@@ -44,9 +45,9 @@ Transports
   (--list shows what this build has; csp workloads need csp-bench built with csp.)
 
 Options
-  --quick           the default: sizes 8,4K,64K,1M; 3 repetitions of ~0.05 s
-                    (under a minute on 2 cores)
-  --full            sizes 8,64,512,4K,32K,256K,1M; 7 repetitions of ~0.3 s
+  --quick           the default: sizes 8,64,4K,64K,1M; 3 repetitions of ~0.05 s
+                    (about a minute on 2 cores)
+  --full            sizes 8,64,512,4K,32K,64K,256K,1M; 7 repetitions of ~0.3 s
   --filter LIST     run entries whose name contains any of the comma-separated
                     substrings; names are workload/transport[/size], e.g.
                     pingpong/shm/4K, stream/floor:pipe/1M, commstime/inproc-1w

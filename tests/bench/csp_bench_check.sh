@@ -31,6 +31,11 @@ done
 "$bench" --list --sizes 8 > "$tmp/list" || fail "--list exited non-zero"
 grep -q '^pingpong/floor:shm-ring/8 ' "$tmp/list" || fail "--list lacks pingpong/floor:shm-ring/8"
 if grep -q '/4K ' "$tmp/list"; then fail "--list ignores --sizes"; fi
+# The default (--quick) sizes are the ones issue 4's targets name.
+"$bench" --list --filter stream/floor:pipe/ > "$tmp/list" || fail "--list --filter exited non-zero"
+for size in 8 64 4K 64K 1M; do
+  grep -q "^stream/floor:pipe/$size " "$tmp/list" || fail "--quick does not run size $size"
+done
 expect_usage_error() {
   local status=0
   "$bench" "$@" > "$tmp/out" 2> "$tmp/err" || status=$?
