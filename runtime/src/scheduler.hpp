@@ -263,9 +263,9 @@ class Worker {
   bool asymmetric_ = false;              // thieves run membarrier; else enter() fences
   std::atomic<bool> sleeping_{false};    // in epoll_wait (or about to be)
   std::atomic<bool> spinning_{false};    // idle, looking for work before it sleeps
-  // Polling this worker's fds before it sleeps (spin_for_fds), owner only.
-  std::atomic<unsigned> soon_fd_count_{0};  // fd waits in epoll_fd_ passed `soon` (wait_fd)
-  SpinBudget fd_spin_;
+  // Polling this worker's fds before it sleeps (spin_for_fds).
+  std::atomic<unsigned> soon_fd_count_{0};  // fd waits in epoll_fd_ passed `soon` (wait_fd; any thread)
+  SpinBudget fd_spin_;                      // owner only
   std::vector<Task*> steal_buffer_;      // steal_from's scratch (owner thread only)
   std::atomic<bool> idle_counted_{false};
   std::atomic<bool> stop_{false};
