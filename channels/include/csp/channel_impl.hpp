@@ -78,6 +78,7 @@
 #include <csp/detail/spin_lock.hpp>
 #include <csp/detail/wait.hpp>
 #include <csp/error.hpp>
+#include <csp/runtime.hpp>
 
 namespace csp {
 
@@ -344,7 +345,10 @@ class InprocChannel final : public ChannelImpl<T> {
     if (buffer_.capacity() != 0 && readers_.empty() && buffer_.size() + outside_ < buffer_.capacity() &&
         (slow_ & kWriteSlow) == 0) [[likely]] {
       buffer_.push(std::move(value));  // fast path of a buffered stream
+      const bool pass = (slow_ & kBorrowedBit) != 0 && buffer_.size() == lend_pass_at();
       lock_.unlock();
+      if (pass) [[unlikely]]
+        pass_to_lender();
       return true;
     }
     return write_slow_locked(value, deadline);
@@ -358,6 +362,19 @@ class InprocChannel final : public ChannelImpl<T> {
       lock_contended();
   }
   __attribute__((noinline, cold)) void lock_contended() noexcept { lock_.lock(); }
+
+  // While lending, a coroutine writer lets the lending executor run once
+  // half the window waits unlent (see "Lending" above): on one worker the
+  // executor otherwise runs only when the writer blocks on a full window,
+  // so writer, executor and remote reader take turns with the whole window
+  // instead of overlapping (csp-bench stream/shm/64: 7.5 -> 9.6 M msg/s,
+  // medians of 8 interleaved runs).
+  [[nodiscard]] std::size_t lend_pass_at() const noexcept {
+    return std::max<std::size_t>(1, std::min(buffer_.capacity(), kMaxLent) / 2);
+  }
+  __attribute__((noinline)) static void pass_to_lender() {
+    if (detail::in_coroutine()) csp::yield();
+  }
 
   // The slow paths are split: a hand-off to or from a waiting peer runs in
   // a small frame, and only an operation that blocks builds a waiter.
