@@ -191,10 +191,9 @@ inline void encode_frame_header(const FrameHeader& header,
 /// Starts a frame at the end of `out`; returns its offset for end_frame().
 inline std::size_t begin_frame(ByteWriter& out, FrameKind kind, std::uint32_t channel,
                                std::uint32_t sequence, std::uint8_t flags = 0) {
-  const std::size_t start = out.skip(frame_header_size);
-  std::array<std::byte, frame_header_size> header =
-      encode_frame_header(FrameHeader{kind, flags, channel, 0, sequence});
-  out.patch(start, header.data(), header.size());
+  const std::size_t start = out.size();
+  encode_frame_header(FrameHeader{kind, flags, channel, 0, sequence},
+                      std::span<std::byte, frame_header_size>(out.extend(frame_header_size), frame_header_size));
   return start;
 }
 

@@ -565,8 +565,7 @@ void build_value_frame(OutFrame& out, FrameKind kind, std::uint32_t seq, std::ui
       // bytes, each a vector insert) was a third of a small pipelined
       // write's instructions (callgrind, 8-byte stream-up).
       namespace fb = csp::detail::frame_bytes;
-      const std::size_t at = out.head.skip(csp::detail::frame_header_size + length);
-      std::byte* p = out.head.data() + at;
+      std::byte* p = out.head.extend(csp::detail::frame_header_size + length);  // every byte written below
       csp::detail::encode_frame_header(
           csp::detail::FrameHeader{kind, flags, 0, static_cast<std::uint32_t>(length), seq},
           std::span<std::byte, csp::detail::frame_header_size>(p, csp::detail::frame_header_size));
