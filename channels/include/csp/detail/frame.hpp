@@ -48,7 +48,7 @@ inline constexpr std::size_t frame_header_size = 16;
 /// make us buffer.
 inline constexpr std::uint32_t default_max_frame_payload = 64u << 20;
 /// Bumped whenever the frame layout or the meaning of a kind changes.
-inline constexpr std::uint32_t protocol_version = 3;  // 2: pipelined writes; 3: read-ahead (LEND)
+inline constexpr std::uint32_t protocol_version = 4;  // 2: pipelined writes; 3: read-ahead (LEND); 4: LEND batches
 
 /// What a frame carries. Values are part of the protocol: append, never renumber.
 enum class FrameKind : std::uint8_t {

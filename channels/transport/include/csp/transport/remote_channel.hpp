@@ -348,9 +348,39 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
     if (epoch == 0 || epoch > csp::detail::lend_word::kMaxEpoch || index > 0xFFFF)
       throw TransportError("csp: " + core_->peer() + ": LEND with epoch " + std::to_string(epoch) + ", index " +
                            std::to_string(index));
-    Lent lent{decode_payload<T>(payload, 8), epoch, static_cast<std::uint16_t>(index)};
-    std::lock_guard lock(ahead_lock_);
-    ahead_.push_back(std::move(lent));
+    if (!(h.flags & kLendBatch)) {
+      Lent lent{decode_payload<T>(payload, 8), epoch, static_cast<std::uint16_t>(index)};
+      std::lock_guard lock(ahead_lock_);
+      ahead_.push_back(std::move(lent));
+      return;
+    }
+    // A batch: each value's length, then its bytes (wire.hpp, LEND). One
+    // value is decoded from the payload in place (a large one straight from
+    // the stream, as an unbatched LEND). A malformed batch drops the
+    // connection; the values before the fault were lent as they say and
+    // may be taken.
+    if (payload.size() >= 12) {
+      const std::uint32_t length = ByteReader(payload.head(12).subspan(8)).get_u32();
+      if (std::uint64_t{length} + 12 == payload.size()) {
+        Lent lent{decode_payload<T>(payload, 12), epoch, static_cast<std::uint16_t>(index)};
+        std::lock_guard lock(ahead_lock_);
+        ahead_.push_back(std::move(lent));
+        return;
+      }
+    }
+    ByteReader in(payload.all());
+    in.take(8);
+    if (in.empty()) throw TransportError("csp: " + core_->peer() + ": empty LEND batch");
+    for (auto i = static_cast<std::uint16_t>(index); !in.empty(); ++i) {
+      const std::uint32_t length = in.get_u32();
+      if (length > in.remaining())
+        throw TransportError("csp: " + core_->peer() + ": LEND batch value of " + std::to_string(length) +
+                             " bytes with " + std::to_string(in.remaining()) + " left");
+      Payload bytes(in.take(length));
+      Lent lent{decode_payload<T>(bytes, 0), epoch, i};
+      std::lock_guard lock(ahead_lock_);
+      ahead_.push_back(std::move(lent));
+    }
   }
 
   /// Tells the home we took lent values (it frees their room).

@@ -563,20 +563,39 @@ class ChannelServer final : private csp::detail::Borrower<T> {
     dispatch(std::move(job));  // not counted in busy_
   }
 
-  /// Borrower: a LEND frame for `value` into lend_out_ (under the home's lock).
+  /// Borrower: appends `value` to the LEND frame being built in lend_out_
+  /// (under the home's lock; one frame per batch, see wire.hpp).
   bool encode_lent(const T& value, std::uint32_t epoch, std::uint16_t index) override {
-    if (!wire_detail::goes_as_tail(value)) {
-      // The same bytes as below; a small byte vector or string in one piece.
-      const std::uint64_t prefix = std::uint64_t{epoch} | (std::uint64_t{index} << 32);  // u32 epoch, u32 index
-      OutFrame f{lend_out_};
-      build_value_frame(f, FrameKind::lend, 0, 0, &prefix, value, options_.max_payload);
-    } else {  // copied, not a tail: the value may be gone (revoked and read) when the batch is sent
-      const std::size_t start = csp::detail::begin_frame(lend_out_, FrameKind::lend, 0, 0, 0);
+    if (lend_out_.empty()) {  // the batch's first value: the frame and its fixed fields
+      lend_start_ = csp::detail::begin_frame(lend_out_, FrameKind::lend, 0, 0, kLendBatch);
       lend_out_.put_u32(epoch);
       lend_out_.put_u32(index);
-      csp::codec<T>::encode(lend_out_, value);
-      csp::detail::end_frame(lend_out_, start, options_.max_payload);
     }
+    const std::size_t at = lend_out_.size();
+    if constexpr (wire_detail::bulk_bytes<T>::value) {
+      // The codec's bytes (u32 count, the elements) in one piece, copied: the
+      // value may be gone (revoked and read) when the batch is sent.
+      const std::size_t bytes = value.size() * sizeof(typename T::value_type);
+      if (bytes <= 0xFFFFFFFFu - 4) {
+        std::byte* p = lend_out_.extend(8 + bytes);
+        csp::detail::frame_bytes::store_u32(p, static_cast<std::uint32_t>(4 + bytes));
+        csp::detail::frame_bytes::store_u32(p + 4, static_cast<std::uint32_t>(value.size()));
+        if (bytes != 0) std::memcpy(p + 8, value.data(), bytes);
+      }
+    }
+    if (lend_out_.size() == at) {
+      lend_out_.extend(4);  // the value's length, patched below
+      csp::codec<T>::encode(lend_out_, value);
+      std::byte length[4];
+      csp::detail::frame_bytes::store_u32(length, static_cast<std::uint32_t>(lend_out_.size() - at - 4));
+      lend_out_.patch(at, length, 4);
+    }
+    // Checked here, where a throw undoes the batch (end_frame, after the
+    // lock, must not fail).
+    const std::size_t payload = lend_out_.size() - lend_start_ - csp::detail::frame_header_size;
+    if (payload > options_.max_payload || lend_out_.size() - at - 4 > 0xFFFFFFFFu)
+      throw TransportError("csp: cannot lend a value of " + std::to_string(lend_out_.size() - at - 4) +
+                           " encoded bytes: the frame limit is " + std::to_string(options_.max_payload));
     return lend_out_.size() < kLendBatchBytes;  // copied under the home's lock: keep batches short
   }
   static constexpr std::size_t kLendBatchBytes = 256 * 1024;
@@ -600,6 +619,7 @@ class ChannelServer final : private csp::detail::Borrower<T> {
         r = home_->lend(*this, w);
       }
       if (r.kind == LendResult::lent) {
+        csp::detail::end_frame(lend_out_, lend_start_, options_.max_payload);  // fits: encode_lent checked
         try {
           send_bytes(lend_out_);
         } catch (const TransportError&) {
@@ -843,7 +863,8 @@ class ChannelServer final : private csp::detail::Borrower<T> {
   bool piped_active_ = false;             // the drain holds pipelined writes not performed or answered yet
   bool lend_running_ = false;             // an executor runs lend_loop
   std::uint64_t lend_generation_ = 0;     // attaches so far (start_lending)
-  ByteWriter lend_out_;                   // LEND frames being built (the lending executor's)
+  ByteWriter lend_out_;                   // the LEND frame being built (the lending executor's)
+  std::size_t lend_start_ = 0;            // where in lend_out_ that frame starts
   csp::detail::Waiter* all_done_ = nullptr;  // the reader waiting for executors_ == 0
 };
 

@@ -43,7 +43,12 @@
 //              re-reads the lend word (below) and frees their room.
 // The home also sends, unasked (sequence 0):
 //   LEND       payload u32 epoch, u32 index (< 2^16), then the encoded value:
-//              a value lent ahead to the remote reader.
+//              a value lent ahead to the remote reader. With flag kLendBatch
+//              (what a home sends): u32 epoch, u32 index of the first value,
+//              then one or more values, each u32 length and that many bytes
+//              of its encoding; the i-th has index first + i (mod 2^16).
+//              One frame per batch: the remote's per-frame work (header,
+//              dispatch, locks) was a fifth of a small lent value's cost.
 //   LEND_END   payload u32 epoch: the home stopped lending in that epoch.
 //
 // Pipelining: a remote pipelines blocking writes (Writer::write) to a
@@ -175,6 +180,7 @@ inline constexpr std::uint8_t kStatusMask = 0x0f;   // reply flags: the Status b
 inline constexpr unsigned kMaxPipelined = 64;       // unanswered pipelined writes per connection
 inline constexpr std::uint8_t kReadAhead = 1;       // READ_REQ flags: the remote can take lent values
 inline constexpr std::uint8_t kLendOn = 0x20;       // READ_DATA flags: u64 epoch first; the home lends now
+inline constexpr std::uint8_t kLendBatch = 1;       // LEND flags: a batch of values (see LEND)
 inline constexpr unsigned kConsumedHint = 16;       // takes between two CONSUMED hints of a remote
 
 /// A lend word (see "Read-ahead") in memory shared with os_process children
