@@ -72,9 +72,15 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
         std::optional<T> got;
         bool wait = false;
         unsigned report = 0;
+        std::string broken;  // a lent value that does not decode: the connection is lost
         {
           std::lock_guard lock(ahead_lock_);
-          const bool asked = take_locked(got);
+          bool asked = false;
+          try {
+            asked = take_locked(got);
+          } catch (const TransportError& e) {
+            broken = e.what();
+          }
           if (got) {
             if (++unreported_ >= kConsumedHint || asked) report = std::exchange(unreported_, 0);
           } else {
@@ -82,6 +88,7 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
             report = std::exchange(unreported_, 0);  // before waiting: the home may need the room
           }
         }
+        if (!broken.empty()) lost(broken);
         if (report) hint_consumed();
         if (got) return got;
         if (!wait) break;
@@ -291,11 +298,21 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
 
   // ---- read-ahead (wire.hpp) ----
 
-  /// A value the home lent: taken only by a CAS on the lend word.
-  struct Lent {
-    T value;
-    std::uint32_t epoch;
-    std::uint16_t index;
+  /// Values the home lent, consecutive in one epoch: taken only by a CAS
+  /// on the lend word, one at a time from the front. A LEND batch stays
+  /// encoded until its values are taken, so each is decoded (allocated)
+  /// right before the reader gets it and frees the one before: decoding a
+  /// whole batch at once overflowed the allocator's per-thread cache (glibc
+  /// keeps 7 chunks per size), which sent most allocations and frees down
+  /// its slow path (callgrind, 64 B shm stream: a third of the child's
+  /// malloc and free instructions).
+  struct Run {
+    std::uint32_t epoch = 0;
+    std::uint16_t index = 0;          // the front value's index
+    std::optional<T> value;           // the front value, decoded
+    std::vector<std::byte> encoded;   // the values after it: u32 length, then the bytes, each
+    std::size_t next = 0;             // offset in `encoded` of the next one
+    [[nodiscard]] bool done() const noexcept { return !value && next == encoded.size(); }
   };
 
   /// a newer than b (epochs wrap, skipping 0).
@@ -306,14 +323,25 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
 
   /// Under ahead_lock_: takes the oldest lent value the home has not
   /// revoked (dropping revoked ones) into `out`; true if the home asked
-  /// for a CONSUMED hint (someone there waits for room).
+  /// for a CONSUMED hint (someone there waits for room). Throws
+  /// TransportError for a lent value that does not decode.
   bool take_locked(std::optional<T>& out) {
     namespace lw = csp::detail::lend_word;
     while (!ahead_.empty()) {
-      Lent& front = ahead_.front();
+      Run& front = ahead_.front();
       std::uint64_t w = lend_word_->load(std::memory_order_acquire);
+      if (lw::epoch(w) != front.epoch) {  // revoked: the whole run went back to the home
+        ahead_.pop_front();
+        continue;
+      }
+      if (!front.value) {  // decoded before the take: a value we take is never lost to a decode error
+        const std::uint32_t length = csp::detail::frame_bytes::load_u32(front.encoded.data() + front.next);
+        Payload bytes(std::span<const std::byte>(front.encoded.data() + front.next + 4, length));
+        front.value.emplace(decode_payload<T>(bytes, 0));
+        front.next += 4 + std::size_t{length};
+      }
       for (;;) {
-        if (lw::epoch(w) != front.epoch) break;  // revoked: it went back to the home
+        if (lw::epoch(w) != front.epoch) break;  // revoked meanwhile
         if (lw::taken(w) != front.index)
           throw TransportError("csp: channel '" + this->name() + "': lent value " + std::to_string(front.index) +
                                " out of order (the home's word says taken " + std::to_string(lw::taken(w)) + ")");
@@ -322,8 +350,10 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
         if (lend_word_->compare_exchange_weak(
                 w, lw::make(lw::epoch(w), static_cast<std::uint16_t>(lw::taken(w) + 1)),
                 std::memory_order_acq_rel, std::memory_order_acquire)) {
-          out.emplace(std::move(front.value));
-          ahead_.pop_front();
+          out.emplace(std::move(*front.value));
+          front.value.reset();
+          ++front.index;
+          if (front.done()) ahead_.pop_front();
           return lw::wants_hint(w);  // `w` is the word our CAS replaced
         }
       }
@@ -348,10 +378,13 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
     if (epoch == 0 || epoch > csp::detail::lend_word::kMaxEpoch || index > 0xFFFF)
       throw TransportError("csp: " + core_->peer() + ": LEND with epoch " + std::to_string(epoch) + ", index " +
                            std::to_string(index));
+    Run run;
+    run.epoch = epoch;
+    run.index = static_cast<std::uint16_t>(index);
     if (!(h.flags & kLendBatch)) {
-      Lent lent{decode_payload<T>(payload, 8), epoch, static_cast<std::uint16_t>(index)};
+      run.value.emplace(decode_payload<T>(payload, 8));
       std::lock_guard lock(ahead_lock_);
-      ahead_.push_back(std::move(lent));
+      ahead_.push_back(std::move(run));
       return;
     }
     // A batch: each value's length, then its bytes (wire.hpp, LEND). One
@@ -362,25 +395,26 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
     if (payload.size() >= 12) {
       const std::uint32_t length = ByteReader(payload.head(12).subspan(8)).get_u32();
       if (std::uint64_t{length} + 12 == payload.size()) {
-        Lent lent{decode_payload<T>(payload, 12), epoch, static_cast<std::uint16_t>(index)};
+        run.value.emplace(decode_payload<T>(payload, 12));
         std::lock_guard lock(ahead_lock_);
-        ahead_.push_back(std::move(lent));
+        ahead_.push_back(std::move(run));
         return;
       }
     }
     ByteReader in(payload.all());
     in.take(8);
     if (in.empty()) throw TransportError("csp: " + core_->peer() + ": empty LEND batch");
-    for (auto i = static_cast<std::uint16_t>(index); !in.empty(); ++i) {
-      const std::uint32_t length = in.get_u32();
-      if (length > in.remaining())
+    const auto encoded = in.take(in.remaining());
+    for (ByteReader walk(encoded); !walk.empty();) {  // the framing is checked now, each value when taken
+      const std::uint32_t length = walk.get_u32();
+      if (length > walk.remaining())
         throw TransportError("csp: " + core_->peer() + ": LEND batch value of " + std::to_string(length) +
-                             " bytes with " + std::to_string(in.remaining()) + " left");
-      Payload bytes(in.take(length));
-      Lent lent{decode_payload<T>(bytes, 0), epoch, i};
-      std::lock_guard lock(ahead_lock_);
-      ahead_.push_back(std::move(lent));
+                             " bytes with " + std::to_string(walk.remaining()) + " left");
+      walk.take(length);
     }
+    run.encoded.assign(encoded.begin(), encoded.end());
+    std::lock_guard lock(ahead_lock_);
+    ahead_.push_back(std::move(run));
   }
 
   /// Tells the home we took lent values (it frees their room).
@@ -402,7 +436,7 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
   std::string lost_reason_;               // why the connection broke; set once
   std::atomic<std::uint64_t>* const lend_word_;  // shared with the home (null: no read-ahead)
   csp::detail::SpinLock ahead_lock_;      // guards the members below
-  std::deque<Lent> ahead_;                // values lent to us, oldest first (some maybe revoked)
+  std::deque<Run> ahead_;                 // values lent to us, oldest first (some maybe revoked)
   std::uint32_t lend_epoch_ = 0;          // the latest epoch the home said it lends in (kLendOn)
   std::uint32_t ended_epoch_ = 0;         // the latest epoch the home said it stopped (LEND_END)
   unsigned unreported_ = 0;               // takes since the last CONSUMED hint

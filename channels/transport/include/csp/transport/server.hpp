@@ -616,6 +616,7 @@ class ChannelServer final : private csp::detail::Borrower<T> {
         // A value that cannot be sent (over the frame limit): stop lending;
         // the remote's READ_REQ then reads it and hears the error.
         home_->lend_revoke(*this, false);
+        lend_out_.clear();  // the undone batch's bytes
         r = home_->lend(*this, w);
       }
       if (r.kind == LendResult::lent) {
