@@ -3,8 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <string>
@@ -365,6 +367,49 @@ TEST(Codec, WriterPatch) {
   in.get(&read_back, sizeof read_back);
   EXPECT_EQ(read_back, value);
   EXPECT_THROW(out.patch(3, &value, sizeof value), std::out_of_range);
+}
+
+TEST(Codec, WriterSkipZeroesReusedStorage) {
+  csp::ByteWriter out;
+  out.put_u64(~std::uint64_t{0});
+  out.clear();
+  const std::size_t at = out.skip(8);  // over the ones written before clear()
+  ASSERT_EQ(at, 0u);
+  for (std::byte b : out.bytes()) EXPECT_EQ(b, std::byte{0});
+}
+
+TEST(Codec, WriterExtendGrowsAndKeepsWhatWasWritten) {
+  csp::ByteWriter out;
+  out.put_u32(0x11223344);
+  std::byte* p = out.extend(100000);  // far past the first storage
+  std::memset(p, 0x5A, 100000);
+  out.put_u8(7);
+  ASSERT_EQ(out.size(), 4u + 100000u + 1u);
+  csp::ByteReader in(out.bytes());
+  EXPECT_EQ(in.get_u32(), 0x11223344u);
+  const auto middle = in.take(100000);
+  EXPECT_TRUE(std::all_of(middle.begin(), middle.end(), [](std::byte b) { return b == std::byte{0x5A}; }));
+  EXPECT_EQ(in.get_u8(), 7u);
+  EXPECT_TRUE(in.empty());
+}
+
+TEST(Codec, WriterReleaseHandsOverExactlyTheWrittenBytes) {
+  csp::ByteWriter out;
+  out.reserve(4096);
+  out.put_u16(0xBEEF);
+  std::vector<std::byte> bytes = out.release();
+  ASSERT_EQ(bytes.size(), 2u);
+  EXPECT_EQ(bytes[0], std::byte{0xEF});
+  EXPECT_EQ(bytes[1], std::byte{0xBE});
+  EXPECT_TRUE(out.empty());
+  out.put_u8(1);  // usable again
+  EXPECT_EQ(out.size(), 1u);
+  // Adopting storage discards its contents.
+  csp::ByteWriter adopted(std::move(bytes));
+  EXPECT_TRUE(adopted.empty());
+  adopted.put_u8(9);
+  ASSERT_EQ(adopted.bytes().size(), 1u);
+  EXPECT_EQ(adopted.bytes()[0], std::byte{9});
 }
 
 TEST(Codec, ReaderIntegersAreLittleEndian) {
