@@ -34,10 +34,10 @@
 
 #include <csp/error.hpp>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <concepts>
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

@@ -381,15 +381,10 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
     Run run;
     run.epoch = epoch;
     run.index = static_cast<std::uint16_t>(index);
-    if (!(h.flags & kLendBatch)) {
-      run.value.emplace(decode_payload<T>(payload, 8));
-      std::lock_guard lock(ahead_lock_);
-      ahead_.push_back(std::move(run));
-      return;
-    }
-    // A batch: each value's length, then its bytes (wire.hpp, LEND). One
-    // value is decoded from the payload in place (a large one straight from
-    // the stream, as an unbatched LEND). A batch whose framing is broken
+    if (!(h.flags & kLendBatch)) throw TransportError("csp: " + core_->peer() + ": LEND without kLendBatch");
+    // Each value's length, then its bytes (wire.hpp, LEND). One value is
+    // decoded from the payload in place (a large one straight from the
+    // stream). A batch whose framing is broken
     // queues nothing and drops the connection; a value that does not
     // decode is found when it is next to be taken, before its take, and
     // poisons this end (read_until).

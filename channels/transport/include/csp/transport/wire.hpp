@@ -42,11 +42,10 @@
 //   CONSUMED   (no reply) the remote took lent values: a hint that the home
 //              re-reads the lend word (below) and frees their room.
 // The home also sends, unasked (sequence 0):
-//   LEND       payload u32 epoch, u32 index (< 2^16), then the encoded value:
-//              a value lent ahead to the remote reader. With flag kLendBatch
-//              (what a home sends): u32 epoch, u32 index of the first value,
-//              then one or more values, each u32 length and that many bytes
-//              of its encoding; the i-th has index first + i (mod 2^16).
+//   LEND       flag kLendBatch (always set); payload u32 epoch, u32 index
+//              (< 2^16) of the first value, then one or more values lent
+//              ahead to the remote reader, each u32 length and that many
+//              bytes of its encoding; the i-th has index first + i (mod 2^16).
 //              One frame per batch: the remote's per-frame work (header,
 //              dispatch, locks) was a fifth of a small lent value's cost.
 //   LEND_END   payload u32 epoch: the home stopped lending in that epoch.
