@@ -384,10 +384,9 @@ class RemoteChannel final : public csp::detail::ChannelImpl<T>, private PushSink
     if (!(h.flags & kLendBatch)) throw TransportError("csp: " + core_->peer() + ": LEND without kLendBatch");
     // Each value's length, then its bytes (wire.hpp, LEND). One value is
     // decoded from the payload in place (a large one straight from the
-    // stream). A batch whose framing is broken
-    // queues nothing and drops the connection; a value that does not
-    // decode is found when it is next to be taken, before its take, and
-    // poisons this end (read_until).
+    // stream). A batch whose framing is broken queues nothing and drops the
+    // connection; a value that does not decode is found when it is next to
+    // be taken, before its take, and poisons this end (read_until).
     if (payload.size() >= 12) {
       const std::uint32_t length = ByteReader(payload.head(12).subspan(8)).get_u32();
       if (std::uint64_t{length} + 12 == payload.size()) {
